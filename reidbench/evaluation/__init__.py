@@ -1,0 +1,11 @@
+"""ReID evaluation: distances, CMC / mAP / mINP (Market protocol), k-reciprocal re-ranking.
+
+Everything runs in torch on the device of the input tensors, chunked so that Market-scale problems
+(3,368 queries x 15,913 gallery images) fit on one machine.
+"""
+
+from .distance import compute_distance, check_finite_features
+from .rank import evaluate_rank
+from .rerank import re_ranking
+
+__all__ = ["compute_distance", "check_finite_features", "evaluate_rank", "re_ranking"]

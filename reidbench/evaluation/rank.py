@@ -1,0 +1,189 @@
+"""CMC, mAP and mINP under the Market-1501 / DukeMTMC-reID protocol, in torch.
+
+The classic implementations (torchreid's ``eval_market1501``, the official Market MATLAB code and its
+Python ports) argsort the whole gallery for every query. Only the ranks of a query's true matches
+matter, so this implementation never sorts the gallery: it sorts the (few) true-match distances of
+each query, locates every gallery distance among them with ``searchsorted`` and counts how many
+kept negatives fall before each true match. That gives every true match's rank among the kept items
+exactly, in O(G log H) per query instead of O(G log G).
+
+Ties between a true match and a negative at exactly the same distance are broken by gallery index
+(a stable sort); queries with such ties are re-ranked exactly with a stable sort.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .distance import as_tensor
+
+__all__ = ["evaluate_rank"]
+
+APType = Literal["torchreid", "market_official"]
+
+
+def evaluate_rank(
+    distmat,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank: int = 50,
+    ap: APType = "torchreid",
+    chunk_size: int | None = None,
+) -> dict:
+    """Evaluate a ranking with the Market-1501 protocol.
+
+    For every query, gallery images with the same pid *and* the same camera are removed ("junk");
+    true matches are the remaining images of the query's pid. With ``ap="market_official"`` gallery
+    images with pid -1 are junk as well (the official Market code); with ``ap="torchreid"`` they
+    would be negatives, which is why the Market loader drops them. pid 0 (distractors) is always a
+    negative.
+
+    Args:
+        distmat: (Q, G) distances (smaller = more similar), torch tensor or numpy array; every entry
+            must be finite. Computation runs on its device.
+        q_pids, g_pids, q_camids, g_camids: 1-D integer labels.
+        max_rank: length of the CMC curve (clamped to G).
+        ap: ``"torchreid"`` -- non-interpolated AP, averaged over valid queries only, equal to
+            torchreid's ``eval_market1501``; ``"market_official"`` -- trapezoidal AP of the official
+            Market code (and of the seed paper's code), with pid -1 as junk and every query counted
+            in the denominators (a query without a true match scores 0).
+        chunk_size: queries per chunk (default: about two million distances, cache-friendly).
+
+    Returns:
+        dict with ``cmc`` (numpy float64, length ``max_rank``), ``mAP``, ``mINP`` (mean inverse
+        negative penalty, Ye et al. TPAMI 2021), ``num_valid_queries``, ``num_queries``, ``ap``
+        (the AP type), and per query ``ap_per_query`` (NaN when invalid) and
+        ``first_match_rank`` (0-based rank of the first true match among the kept items, -1 when
+        invalid).
+    """
+    if ap not in ("torchreid", "market_official"):
+        raise ValueError(f"ap must be 'torchreid' or 'market_official', got {ap!r}")
+    dist = as_tensor(distmat)
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(dist.shape)}")
+    if not dist.is_floating_point():
+        dist = dist.float()
+    device = dist.device
+    num_q, num_g = dist.shape
+    q_pids, g_pids, q_camids, g_camids = (
+        as_tensor(x).to(device=device, dtype=torch.int64).flatten() for x in (q_pids, g_pids, q_camids, g_camids)
+    )
+    for name, x, n in (("q_pids", q_pids, num_q), ("q_camids", q_camids, num_q),
+                       ("g_pids", g_pids, num_g), ("g_camids", g_camids, num_g)):
+        if len(x) != n:
+            raise ValueError(f"{name} has {len(x)} entries but distmat has shape {tuple(dist.shape)}")
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"empty problem: distmat has shape {tuple(dist.shape)}")
+    max_rank = max(1, min(int(max_rank), num_g))
+    official = ap == "market_official"
+    g_junk = (g_pids == -1) if official else None
+
+    if chunk_size is None:
+        chunk_size = max(1, min(num_q, (2 << 20) // num_g))
+    ap_q = torch.full((num_q,), float("nan"), dtype=torch.float64, device=device)
+    inp_q = torch.full((num_q,), float("nan"), dtype=torch.float64, device=device)
+    first_q = torch.full((num_q,), -1, dtype=torch.int64, device=device)
+
+    for start in range(0, num_q, chunk_size):
+        stop = min(num_q, start + chunk_size)
+        d = dist[start:stop]
+        bad = ~torch.isfinite(d)
+        if bad.any():
+            qi, gi = bad.nonzero()[0].tolist()
+            raise ValueError(
+                f"distmat holds {int(bad.sum())} non-finite entries in queries {start}..{stop - 1} "
+                f"(first at query {start + qi}, gallery {gi}). Non-finite distances cannot be ranked; "
+                "check the features for NaN/inf (reidbench.evaluation.check_finite_features)."
+            )
+        ranks, n_hit = _true_match_ranks(d, q_pids[start:stop], g_pids, q_camids[start:stop], g_camids, g_junk)
+        valid = n_hit > 0
+        if not valid.any():
+            continue
+        h = ranks.shape[1]
+        k = torch.arange(h, device=device, dtype=torch.float64)[None]
+        in_list = k < n_hit[:, None]
+        r = ranks.to(torch.float64)
+        prec = (k + 1.0) / (r + 1.0)
+        if official:
+            prev = torch.where(r > 0, k / r.clamp(min=1.0), torch.ones_like(r))
+            prec = (prev + prec) / 2.0
+        n = n_hit.to(torch.float64).clamp(min=1.0)
+        ap_chunk = (prec * in_list).sum(1) / n
+        last = ranks.gather(1, (n_hit - 1).clamp(min=0)[:, None]).squeeze(1).to(torch.float64)
+        inp_chunk = n / (last + 1.0)
+        ap_q[start:stop] = torch.where(valid, ap_chunk, ap_q[start:stop])
+        inp_q[start:stop] = torch.where(valid, inp_chunk, inp_q[start:stop])
+        first_q[start:stop] = torch.where(valid, ranks[:, 0], first_q[start:stop])
+
+    valid_all = first_q >= 0
+    num_valid = int(valid_all.sum())
+    if num_valid == 0:
+        raise ValueError(
+            "no query has a true match in the gallery (same pid, different camera): check that the "
+            "query and gallery pids/camids come from the same dataset split"
+        )
+    denom = num_q if official else num_valid
+    hist = torch.bincount(first_q[valid_all & (first_q < max_rank)], minlength=max_rank)[:max_rank]
+    cmc = (hist.cumsum(0).to(torch.float64) / denom).cpu().numpy()
+    ap_np = ap_q.cpu().numpy()
+    inp_np = inp_q.cpu().numpy()
+    return {
+        "cmc": cmc,
+        "mAP": float(np.nansum(ap_np) / denom),
+        "mINP": float(np.nansum(inp_np) / denom),
+        "num_valid_queries": num_valid,
+        "num_queries": num_q,
+        "ap": ap,
+        "ap_per_query": ap_np,
+        "first_match_rank": first_q.cpu().numpy(),
+    }
+
+
+def _true_match_ranks(d, q_pids, g_pids, q_camids, g_camids, g_junk):
+    """0-based ranks (among kept gallery items) of every true match of each query in the chunk.
+
+    Returns ``(ranks, n_hit)``: ``ranks`` is (C, H) int64 with ``H = max(n_hit)`` (entries past
+    ``n_hit[i]`` are meaningless), ``n_hit`` (C,) the number of true matches per query.
+    """
+    c, num_g = d.shape
+    same_pid = g_pids[None] == q_pids[:, None]
+    same_cam = g_camids[None] == q_camids[:, None]
+    junk = same_pid & same_cam
+    if g_junk is not None:
+        junk |= g_junk[None]
+    hit = same_pid & ~junk
+    negative = ~(same_pid | junk)
+    n_hit = hit.sum(1)
+    h = int(n_hit.max()) if c else 0
+    if h == 0:
+        return torch.zeros((c, 1), dtype=torch.int64, device=d.device), n_hit
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    # the h smallest of "hit distances, inf elsewhere" are all true matches, sorted ascending
+    hit_sorted = torch.topk(torch.where(hit, d, inf), h, dim=1, largest=False, sorted=True).values
+    hit_sorted = hit_sorted.contiguous()
+    # pos[i, j] = number of true matches of query i at distance <= d[i, j]; a negative j precedes the
+    # k-th true match (0-based) iff pos <= k, when no negative ties with a true match.
+    pos_right = torch.searchsorted(hit_sorted, d.contiguous(), right=True)
+    # a negative ties with a true match iff the largest true-match distance <= d equals d
+    below = hit_sorted.gather(1, (pos_right - 1).clamp_(min=0))
+    tied = (negative & (pos_right > 0) & (below == d)).any(1)
+    bucket = pos_right.masked_fill_(~negative, h + 1)
+    bucket += torch.arange(c, device=d.device)[:, None] * (h + 2)
+    counts = torch.bincount(bucket.flatten(), minlength=c * (h + 2)).view(c, h + 2)
+    ranks = torch.arange(h, device=d.device)[None] + counts[:, :h].cumsum(1)
+    for i in tied.nonzero().flatten().tolist():
+        ranks[i, : int(n_hit[i])] = _stable_ranks(d[i], hit[i], negative[i])
+    return ranks, n_hit
+
+
+def _stable_ranks(d_row, hit_row, neg_row):
+    """Exact ranks of the true matches for one query, ties broken by gallery index (stable sort)."""
+    kept = (hit_row | neg_row).nonzero().flatten()
+    order = torch.sort(d_row[kept], stable=True).indices
+    return (hit_row[kept][order]).nonzero().flatten()

@@ -1,0 +1,237 @@
+"""k-reciprocal re-ranking (Zhong, Zheng, Cao, Li, CVPR 2017), in torch, with sparse neighbour sets.
+
+Same algorithm and numbers as the reference Python port shipped by torchreid / fast-reid / the
+seed's code (``re_ranking(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3)``), including its input
+convention: the port squares its input distances (see ``spec/ALGORITHMS.md`` section 5.3).
+
+The reference builds three dense (N x N) matrices (N = queries + gallery) and loops over N rows in
+Python. Here only chunks of rows are ever dense: the k-nearest lists are found with ``topk`` per
+chunk, the k-reciprocal sets and their expansions are computed for whole chunks at once, the
+encoding ``V`` is kept as a sparse (CSR) matrix -- each row has a few dozen non-zeros -- and the
+Jaccard distance is accumulated through an inverted index over ``V``'s columns. Peak memory above
+the inputs is the (Q x G) output plus ``max_memory_gb`` of work space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .distance import as_tensor
+
+__all__ = ["re_ranking"]
+
+
+def re_ranking(
+    q_g_dist,
+    q_q_dist,
+    g_g_dist,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    max_memory_gb: float = 1.0,
+):
+    """Re-rank a query-gallery distance matrix with k-reciprocal encoding.
+
+    Args:
+        q_g_dist: (Q, G) query-gallery distances; q_q_dist: (Q, Q); g_g_dist: (G, G). Torch tensors
+            (any device) or numpy arrays. Like the reference port, the distances are squared before
+            use: pass Euclidean distances to follow the paper, or squared Euclidean distances to
+            reproduce torchreid's / the seed's numbers.
+        k1, k2: neighbourhood sizes of the k-reciprocal sets and of the local query expansion.
+        lambda_value: weight of the original distance in the final blend.
+        max_memory_gb: work space for the dense row chunks (the output is extra).
+
+    Returns:
+        (Q, G) float32 re-ranked distances, a numpy array when ``q_g_dist`` is one, else a tensor
+        on its device.
+    """
+    return_numpy = not isinstance(q_g_dist, torch.Tensor)
+    qg, qq, gg = (as_tensor(x) for x in (q_g_dist, q_q_dist, g_g_dist))
+    device = qg.device
+    qq, gg = qq.to(device), gg.to(device)
+    nq, ng = qg.shape
+    if qq.shape != (nq, nq) or gg.shape != (ng, ng):
+        raise ValueError(
+            f"shapes do not fit: q_g {tuple(qg.shape)}, q_q {tuple(qq.shape)}, g_g {tuple(gg.shape)}; "
+            f"expected ({nq}, {nq}) and ({ng}, {ng})"
+        )
+    if k1 < 1 or k2 < 1:
+        raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+    n = nq + ng
+    for name, x in (("q_g_dist", qg), ("q_q_dist", qq), ("g_g_dist", gg)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} holds NaN or inf; re-ranking needs finite distances")
+    rows = _Rows(qg, qq, gg)
+    chunk = max(1, min(n, int(max_memory_gb * (1 << 30)) // (n * 4 * 4)))
+
+    # pass 1: per-row max (the port normalises each row by its max) and the nearest neighbours
+    kh = int(round(k1 / 2.0)) + 1  # numpy.around and round() both round half to even
+    k_top = min(n, max(k1 + 1, k2, kh))
+    row_max = torch.empty(n, dtype=torch.float32, device=device)
+    top = torch.empty((n, k_top), dtype=torch.int64, device=device)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        r = rows(s, e)
+        row_max[s:e] = r.max(1).values
+        r /= row_max[s:e, None]
+        top[s:e] = torch.topk(r, k_top, dim=1, largest=False, sorted=True).indices
+    top1 = top[:, : min(k1 + 1, k_top)]
+    tophalf = top[:, : min(kh, k_top)]
+    recip1 = _reciprocal(top1)
+    reciph = _reciprocal(tophalf)
+
+    # pass 2: k-reciprocal expansion sets and their Gaussian-kernel weights, row chunk by row chunk
+    v_rows, v_cols, v_vals = [], [], []
+    small = max(1, min(n, 4096))
+    for s in range(0, n, small):
+        e = min(n, s + small)
+        cols, valid = _expansion(top1[s:e], recip1[s:e], tophalf, reciph)
+        r = rows(s, e) / row_max[s:e, None]
+        w = torch.exp(-r.gather(1, cols.clamp(max=n - 1))) * valid
+        w = w / w.sum(1, keepdim=True)
+        ri = torch.arange(s, e, device=device)[:, None].expand_as(cols)
+        v_rows.append(ri[valid])
+        v_cols.append(cols[valid])
+        v_vals.append(w[valid].to(torch.float32))
+    v = _csr(torch.cat(v_rows), torch.cat(v_cols), torch.cat(v_vals), n)
+
+    # local query expansion: V[i] <- mean of V over the k2 nearest neighbours of i
+    if k2 != 1:
+        src = top[:, :k2].reshape(-1)
+        dst = torch.arange(n, device=device).repeat_interleave(k2)
+        r_i, c_i, v_i = _gather_rows(v, src, dst)
+        key = r_i * n + c_i
+        uniq, inv = torch.unique(key, return_inverse=True)
+        summed = torch.zeros(len(uniq), dtype=torch.float32, device=device).index_add_(0, inv, v_i)
+        v = _csr(uniq // n, uniq % n, summed / k2, n)
+
+    # Jaccard distance between every query row and every gallery row through an inverted index:
+    # sum_t min(V[i, t], V[j, t]) only has terms where both are non-zero.
+    crow, col, val = v
+    row_of = _row_ids(crow)
+    g_mask = row_of >= nq
+    inv_crow, inv_row, inv_val = _csc(row_of[g_mask], col[g_mask], val[g_mask], n)
+    out = torch.empty((nq, ng), dtype=torch.float32, device=device)
+    q_nnz = crow[1 : nq + 1] - crow[:nq]
+    # number of (query entry, gallery entry) pairs each query row produces, to size the chunks
+    q_col = col[: int(crow[nq])]
+    entry_pairs = torch.zeros(int(crow[nq]) + 1, dtype=torch.int64, device=device)
+    entry_pairs[1:] = (inv_crow[q_col + 1] - inv_crow[q_col]).cumsum(0)
+    pairs_upto = entry_pairs[crow[: nq + 1]].cpu().numpy()  # pairs of queries [0, i)
+    pair_budget = max(1 << 16, int(max_memory_gb * (1 << 30)) // 48)
+    s = 0
+    while s < nq:
+        e = int(np.searchsorted(pairs_upto, pairs_upto[s] + pair_budget, side="right")) - 1
+        e = min(nq, max(e, s + 1), s + max(1, int(max_memory_gb * (1 << 30)) // (ng * 16)))
+        lo, hi = int(crow[s]), int(crow[e])
+        q_row = torch.arange(s, e, device=device).repeat_interleave(q_nnz[s:e]) - s
+        t = col[lo:hi]
+        q_val = val[lo:hi]
+        lens = inv_crow[t + 1] - inv_crow[t]
+        pos = _expand_ranges(inv_crow[t], lens)
+        g_row = inv_row[pos] - nq
+        mins = torch.minimum(q_val.repeat_interleave(lens), inv_val[pos])
+        acc = torch.zeros((e - s) * ng, dtype=torch.float32, device=device)
+        acc.index_add_(0, q_row.repeat_interleave(lens) * ng + g_row, mins)
+        acc = acc.view(e - s, ng)
+        jaccard = 1.0 - acc / (2.0 - acc)
+        original = rows.block_qg(s, e) / row_max[s:e, None]
+        out[s:e] = jaccard * (1.0 - lambda_value) + original * lambda_value
+        s = e
+    return out.cpu().numpy() if return_numpy else out
+
+
+class _Rows:
+    """Rows of the transposed, element-wise squared full distance matrix [[qq, qg], [qg^T, gg]]
+    (the reference port transposes after normalising by column maxima), produced in chunks."""
+
+    def __init__(self, qg, qq, gg):
+        self.qg, self.qq_t, self.gg_t = qg, qq.T, gg.T
+        self.nq = qg.shape[0]
+
+    @staticmethod
+    def _sq(x):
+        return x.pow(2).to(torch.float32)
+
+    def __call__(self, s, e):
+        nq = self.nq
+        parts = []
+        if s < nq:
+            b = min(e, nq)
+            parts.append(torch.cat([self._sq(self.qq_t[s:b]), self._sq(self.qg[s:b])], 1))
+        if e > nq:
+            a, b = max(s, nq) - nq, e - nq
+            parts.append(torch.cat([self._sq(self.qg[:, a:b].T), self._sq(self.gg_t[a:b])], 1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+    def block_qg(self, s, e):
+        return self._sq(self.qg[s:e])
+
+
+def _reciprocal(top: torch.Tensor) -> torch.Tensor:
+    """mask[i, a] = True iff i is among the neighbours of its neighbour top[i, a]."""
+    n, k = top.shape
+    out = torch.empty((n, k), dtype=torch.bool, device=top.device)
+    step = max(1, (32 << 20) // (k * k * 8))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        back = top[top[s:e]]  # (c, k, k)
+        out[s:e] = (back == torch.arange(s, e, device=top.device)[:, None, None]).any(-1)
+    return out
+
+
+def _expansion(cand, cand_ok, tophalf, reciph):
+    """k-reciprocal sets of a chunk of rows expanded by their candidates' half-size reciprocal sets.
+
+    Returns ``(cols, valid)`` with each row's distinct members (padding marked invalid)."""
+    c, k = cand.shape
+    members = tophalf[cand]                   # (c, k, kh) candidate sets R(j, k1/2)
+    members_ok = reciph[cand]                 # which of them are reciprocal
+    in_r = (members[..., None] == cand[:, None, None, :]) & cand_ok[:, None, None, :]
+    n_common = (in_r.any(-1) & members_ok).sum(-1)  # |R(j, k1/2) intersect R(i, k1)|
+    n_members = members_ok.sum(-1)
+    # same float64 comparison as the reference: len(intersection) > 2/3 * len(candidate set)
+    accept = cand_ok & (n_common.to(torch.float64) > (2.0 / 3.0) * n_members.to(torch.float64))
+    cols = torch.cat([cand, members.reshape(c, -1)], 1)
+    valid = torch.cat([cand_ok, (members_ok & accept[..., None]).reshape(c, -1)], 1)
+    sentinel = torch.iinfo(torch.int64).max
+    cols = torch.where(valid, cols, torch.full_like(cols, sentinel))
+    cols, _ = torch.sort(cols, dim=1)
+    dup = torch.zeros_like(valid)
+    dup[:, 1:] = cols[:, 1:] == cols[:, :-1]
+    valid = (cols != sentinel) & ~dup
+    return torch.where(valid, cols, torch.zeros_like(cols)), valid
+
+
+def _csr(rows, cols, vals, n):
+    order = torch.argsort(rows * n + cols)
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
+    return crow, cols, vals
+
+
+def _csc(rows, cols, vals, n):
+    crow, r, v = _csr(cols, rows, vals, n)
+    return crow, r, v
+
+
+def _row_ids(crow):
+    n = len(crow) - 1
+    return torch.arange(n, device=crow.device).repeat_interleave(crow[1:] - crow[:-1])
+
+
+def _expand_ranges(starts, lens):
+    """Concatenation of ranges [starts[i], starts[i] + lens[i])."""
+    total = int(lens.sum())
+    offsets = torch.arange(total, device=starts.device) - (lens.cumsum(0) - lens).repeat_interleave(lens)
+    return starts.repeat_interleave(lens) + offsets
+
+
+def _gather_rows(csr, src, dst):
+    """Entries of rows ``src`` of a CSR matrix, relabelled as rows ``dst``."""
+    crow, col, val = csr
+    lens = crow[src + 1] - crow[src]
+    pos = _expand_ranges(crow[src], lens)
+    return dst.repeat_interleave(lens), col[pos], val[pos]
