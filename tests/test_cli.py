@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+from reidbench import __version__
+from reidbench.cli import main
+from trees import market_tree
+
+
+def test_help_and_version(capsys):
+    assert main([]) == 2
+    assert "list" in capsys.readouterr().out
+    proc = subprocess.run([sys.executable, "-m", "reidbench.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_list_datasets(capsys):
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("market1501", "dukemtmcreid", "msmt17", "cuhk03np", "synthreid"):
+        assert name in out
+    assert "Zheng et al." in out
+
+
+def test_list_everything_mentions_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("attacks", "defenses", "models", "datasets"):
+        assert kind in out
+
+
+def test_data_synth_then_check(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main(["-q", "data", "synth", "--out", str(out), "--size", "tiny", "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "synthreid-tiny" in text and "fingerprint" in text
+    assert main(["-q", "data", "check", "--dataset", "market1501", "--root", str(out), "--decode"]) == 0
+    text = capsys.readouterr().out
+    assert "query: decoded" in text and "gallery: decoded" in text
+    # a second synth into the same folder refuses without --force
+    assert main(["-q", "data", "synth", "--out", str(out), "--size", "tiny"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_data_check_reports_layout_errors(tmp_path, capsys):
+    market_tree(tmp_path)
+    (tmp_path / "Market-1501-v15.09.15" / "query" / "0010_c1s1_001051_00.jpg").write_bytes(b"broken")
+    assert main(["data", "check", "--dataset", "market1501", "--root", str(tmp_path)]) == 0
+    assert main(["-q", "data", "check", "--dataset", "market1501", "--root", str(tmp_path), "--decode",
+                 "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot decode image" in err and "0010_c1s1_001051_00.jpg" in err
+    assert main(["-q", "data", "check", "--dataset", "market1501", "--root", str(tmp_path), "--decode",
+                 "--no-cache", "--skip-corrupt"]) == 0
+    assert "skipped 1 unreadable" in capsys.readouterr().out
+    assert main(["data", "check", "--dataset", "market1501", "--root", str(tmp_path / "nowhere")]) == 2
+    assert "Market-1501 not found" in capsys.readouterr().err
+
+
+def test_unknown_dataset_suggests(capsys):
+    assert main(["data", "check", "--dataset", "markt1501", "--root", "."]) == 2
+    assert "Did you mean 'market1501'?" in capsys.readouterr().err
