@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from tabulate import tabulate
 
 from . import __version__
-from .registry import ATTACKS, DATASETS, DEFENSES, MODELS, Registry, UnknownNameError
+from .registry import ATTACKS, DATASETS, DEFENSES, MODELS, Registry, UnknownNameError, load_plugins
 
 log = logging.getLogger("reidbench")
 
@@ -37,6 +37,7 @@ def _import_plugins() -> None:
         except ModuleNotFoundError as e:
             if e.name != mod:  # a missing dependency inside an existing module is a real error
                 raise
+    load_plugins()
 
 
 def _format_defaults(defaults: dict) -> str:
@@ -93,6 +94,97 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthreid") -> None:
+    p.add_argument("--dataset", default=default, help="dataset name (default: %(default)s; see `reidbench list datasets`)")
+    p.add_argument("--data-root", default=None, help="folder holding a real dataset (not needed for synthreid)")
+    p.add_argument("--synth-size", default="default", choices=["default", "tiny"], help="synthreid size")
+
+
+def _load_data(name: str, root: str | None, synth_size: str = "default", progress: bool = True):
+    from .data import load_dataset
+
+    if name.lower().startswith("synth"):
+        return load_dataset("synthreid", root, size=synth_size, progress=progress)
+    return load_dataset(name, root)
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return name
+
+
+def _metrics_table(rows: dict[str, dict]) -> str:
+    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    return tabulate([[name] + [f"{m[k]:.2f}" for k in keys] for name, m in rows.items()],
+                    headers=["", *keys], tablefmt="github")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .evaluation import evaluate_model
+    from .train import train_preset
+
+    ds = _load_data(args.dataset, args.data_root, args.synth_size, not args.quiet)
+    out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{ds.name}-seed{args.seed}"
+    device = _device(args.device)
+    t0 = time.perf_counter()
+    pretrained = None if args.pretrained is None else args.pretrained == "on"
+    result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
+                                device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
+                                progress=not args.quiet)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {card['recipe']['epochs']} epochs "
+          f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "
+          f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")
+    print(f"checkpoint: {out / 'model.pt'} (sidecar {out / 'model.json'})")
+    if not args.no_eval:
+        m = evaluate_model(result.model, ds, device=device, progress=not args.quiet)
+        print(_metrics_table({f"{ds.name} (clean)": m}))
+        (out / "eval.json").write_text(json.dumps({k: m[k] for k in ("R1", "R5", "R10", "mAP", "mINP")}, indent=2) + "\n")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation import evaluate_model
+    from .models import load_checkpoint
+
+    device = _device(args.device)
+    model, card = load_checkpoint(args.checkpoint, device=device)
+    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
+    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
+    ds = _load_data(name, args.data_root, size, not args.quiet)
+    trained_on = card.get("dataset", {})
+    if trained_on.get("name") == ds.name and trained_on.get("fingerprint") not in (None, ds.fingerprint()):
+        log.warning("the %s files differ from the ones the model was trained with (fingerprint mismatch)", ds.name)
+    m = evaluate_model(model, ds, rerank=args.rerank, batch_size=args.batch_size, device=device,
+                       progress=not args.quiet, ap=args.ap)
+    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    if args.json:
+        obj = {k: round(m[k], 4) for k in keys}
+        if args.rerank:
+            obj["rerank"] = {k: round(m["rerank"][k], 4) for k in keys}
+        obj.update({"dataset": ds.name, "checkpoint": str(args.checkpoint), "trained_on": trained_on.get("name"),
+                    "ap": args.ap})
+        print(json.dumps(obj))
+        return 0
+    rows = {f"{card.get('preset', card['arch'])} on {ds.name}": m}
+    if args.rerank:
+        rows["+ re-ranking"] = m["rerank"]
+    cross = f" (cross-domain: trained on {trained_on.get('name')})" if trained_on.get("name") not in (None, ds.name) else ""
+    print(f"{args.checkpoint}{cross}, AP: {args.ap}")
+    print(_metrics_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reidbench",
@@ -108,6 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("list", help="list registered attacks, defenses, models or datasets")
     sp.add_argument("kind", nargs="?", choices=list(REGISTRIES), help="what to list (default: everything)")
     sp.set_defaults(func=cmd_list)
+
+    tp = sub.add_parser("train", help="train a model preset (checkpoint each epoch, --resume)")
+    tp.add_argument("--model", default="baseline", help="model preset (see `reidbench list models`)")
+    _add_data_args(tp)
+    tp.add_argument("--epochs", type=int, default=None, help="override the recipe's number of epochs")
+    tp.add_argument("--arch", default=None, help="override the preset's architecture")
+    tp.add_argument("--out", default=None, help="output folder (default: runs/<model>-<dataset>-seed<seed>)")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    tp.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    tp.add_argument("--pretrained", choices=["on", "off"], default=None,
+                    help="ImageNet weights via torchvision (default: on for real datasets, off for synthreid)")
+    tp.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    tp.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
+    tp.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("eval", help="evaluate a checkpoint: R1/R5/R10/mAP/mINP, optionally re-ranked")
+    ep.add_argument("--checkpoint", required=True, help="model.pt written by `reidbench train`")
+    _add_data_args(ep, default=None)
+    ep.add_argument("--rerank", action="store_true", help="also report k-reciprocal re-ranking")
+    ep.add_argument("--ap", default="torchreid", choices=["torchreid", "market_official"])
+    ep.add_argument("--batch-size", type=int, default=128)
+    ep.add_argument("--device", default="auto")
+    ep.add_argument("--json", action="store_true", help="print one JSON object")
+    ep.set_defaults(func=cmd_eval)
 
     dp = sub.add_parser("data", help="generate synthreid or check a dataset folder")
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION")
@@ -149,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CLIError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
+    except (CLIError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError, OSError,
+            RuntimeError) as e:
         print(f"reidbench: error: {e}", file=sys.stderr)
         return 2
 

@@ -152,3 +152,21 @@ ATTACKS: Registry[Any] = Registry("attack")
 DEFENSES: Registry[Any] = Registry("defense")
 MODELS: Registry[Any] = Registry("model")
 DATASETS: Registry[Any] = Registry("dataset")
+
+
+def load_plugins(group: str = "reidbench.plugins") -> list[str]:
+    """Import the modules that third-party packages declare under the ``reidbench.plugins`` entry
+    point group, so that their ``@ATTACKS.register(...)`` decorators run. Returns their names.
+
+    A package adds, in its pyproject.toml::
+
+        [project.entry-points."reidbench.plugins"]
+        myattacks = "mypackage.attacks"
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=group):
+        ep.load()
+        loaded.append(ep.name)
+    return loaded

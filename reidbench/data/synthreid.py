@@ -66,7 +66,7 @@ class SynthSize:
 
 SIZES = {
     "default": SynthSize(train_ids=150, test_ids=150, train_imgs_per_cam=(2, 5)),
-    "tiny": SynthSize(train_ids=25, test_ids=25, cams_per_id=(2, 4), train_imgs_per_cam=(2, 3),
+    "tiny": SynthSize(train_ids=25, test_ids=25, cams_per_id=(2, 4), train_imgs_per_cam=(3, 5),
                       query_cams=(1, 2), gallery_imgs_per_cam=(1, 2), distractors=30, junk=6),
 }
 
@@ -101,7 +101,7 @@ def _cloth(rng: np.random.Generator, avoid: str | None = None) -> np.ndarray:
         name = _CLOTH_NAMES[rng.choice(len(_CLOTH_NAMES), p=_CLOTH_P)]
         if name != avoid:
             break
-    return np.clip(np.array(_CLOTH[name]) + rng.normal(0, 0.035, 3), 0.02, 0.97).astype(np.float32)
+    return np.clip(np.array(_CLOTH[name]) + rng.normal(0, 0.06, 3), 0.02, 0.97).astype(np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
@@ -153,11 +153,11 @@ def camera_params(seed: int, cam: int) -> dict:
     # white balance: warm / cool / green / magenta casts of clearly visible strength
     temp = r.uniform(-1, 1)
     tint = r.uniform(-1, 1)
-    gains = np.array([1 + 0.22 * temp, 1 + 0.14 * tint, 1 - 0.26 * temp], np.float32)
+    gains = np.array([1 + 0.16 * temp, 1 + 0.1 * tint, 1 - 0.19 * temp], np.float32)
     gains /= gains.mean()
     return {
-        "gains": gains, "saturation": r.uniform(0.55, 1.15), "exposure": r.uniform(0.7, 1.2),
-        "gamma": r.uniform(0.8, 1.25), "light_grad": r.uniform(-0.3, 0.3), "blur": r.uniform(0.25, 0.9),
+        "gains": gains, "saturation": r.uniform(0.7, 1.1), "exposure": r.uniform(0.8, 1.15),
+        "gamma": r.uniform(0.85, 1.18), "light_grad": r.uniform(-0.3, 0.3), "blur": r.uniform(0.25, 0.9),
         "noise": r.uniform(1.5, 5.0) / 255, "jpeg": int(r.integers(72, 96)),
         "scene": r.choice(["tiles", "bricks", "grass", "asphalt", "indoor", "glass"]),
         "wall": _cloth(r) * 0.8 + 0.1, "ground": _cloth(r) * 0.6 + 0.2, "horizon": r.uniform(0.35, 0.7),
@@ -448,7 +448,7 @@ def render_person(ident: dict, cam: dict, r: np.random.Generator, bg_tex: np.nda
     if truncate:  # junk detections: a box that caught only part of a person
         cut = int(r.uniform(0.35, 0.6) * CH)
         img = np.concatenate([img[cut:], bg[:cut]], 0) if r.random() < 0.5 else bg
-    if r.random() < 0.12:  # an occluder in front: a pole or a passer-by's shoulder
+    if r.random() < 0.08:  # an occluder in front: a pole or a passer-by's shoulder
         x0 = r.uniform(0, CW)
         w = r.uniform(4, 14) * SS
         col = _cloth(r) * (1 + 0.1 * grain_tex[:CH, :CW, None])

@@ -1,0 +1,79 @@
+"""Batch transforms on uint8 / float image tensors (torch, on any device), and batch samplers.
+
+Randomness always comes from an explicit ``torch.Generator`` so that a run is reproducible and can
+be resumed exactly."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["to_model_input", "random_pad_crop_flip", "pk_batches", "random_batches"]
+
+
+def to_model_input(images: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int],
+                   device: torch.device | str | None = None, mode: str = "bicubic") -> torch.Tensor:
+    """uint8 images (a (N, 3, H, W) tensor or a list of (3, H_i, W_i)) -> float (N, 3, *size) in [0, 1].
+
+    Images already at ``size`` are only converted; others are resized with antialiasing (the
+    test transform of the reference code is a bicubic PIL resize)."""
+    items = [images] if isinstance(images, torch.Tensor) and images.ndim == 3 else images
+    if isinstance(items, torch.Tensor):
+        x = items.to(device) if device is not None else items
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True).clamp_(0, 1)
+        return x
+    out = []
+    for img in items:
+        out.append(to_model_input(img[None], size, device, mode))
+    return torch.cat(out, 0)
+
+
+def random_pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """The standard ReID train augmentation: zero-pad by ``pad``, random crop back to the size,
+    random horizontal flip (p = 0.5), one draw per image."""
+    b, _, h, w = x.shape
+    if pad > 0:
+        padded = F.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+        x = torch.stack([padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w] for i in range(b)])
+    if flip:
+        f = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(f[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def pk_batches(pids: torch.Tensor, batch_size: int, num_instances: int, num_batches: int,
+               generator: torch.Generator) -> list[torch.Tensor]:
+    """Identity-balanced batches: ``batch_size // num_instances`` distinct identities, each with
+    ``num_instances`` images (drawn with replacement when an identity has fewer)."""
+    p = batch_size // num_instances
+    uniq, inverse = torch.unique(pids, return_inverse=True)
+    if len(uniq) < p:
+        raise ValueError(f"a PK batch needs {p} identities but the training set has {len(uniq)}")
+    members = [torch.nonzero(inverse == i).flatten() for i in range(len(uniq))]
+    batches = []
+    for _ in range(num_batches):
+        ids = torch.randperm(len(uniq), generator=generator)[:p].tolist()
+        idx = []
+        for i in ids:
+            m = members[i]
+            if len(m) >= num_instances:
+                pick = m[torch.randperm(len(m), generator=generator)[:num_instances]]
+            else:
+                pick = m[torch.randint(0, len(m), (num_instances,), generator=generator)]
+            idx.append(pick)
+        batches.append(torch.cat(idx))
+    return batches
+
+
+def random_batches(n: int, batch_size: int, generator: torch.Generator, drop_last: bool = True) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    batches = list(perm.split(batch_size))
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches = batches[:-1]
+    return batches

@@ -1,0 +1,210 @@
+"""ReID architectures: the seed's ft_net (ResNet-50 / DenseNet-121), the BNNeck strong baseline and
+a small ResNet sized for CPU training on synthreid. All are :class:`Embedder` subclasses."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import MODELS
+from .base import Embedder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "build_architecture", "ARCH_DEFAULT_SIZE"]
+
+
+def _init_classifier(m: nn.Linear) -> None:
+    nn.init.normal_(m.weight, std=0.001)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
+def _torchvision_backbone(name: str, pretrained: bool):
+    import torchvision
+
+    if name == "resnet50":
+        weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1 if pretrained else None
+        return torchvision.models.resnet50(weights=weights)
+    weights = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1 if pretrained else None
+    return torchvision.models.densenet121(weights=weights)
+
+
+class _ClassBlock(nn.Module):
+    """The seed's (Zheng's) head: Linear -> BN1d -> Dropout -> Linear(classes)."""
+
+    def __init__(self, in_dim: int, num_classes: int, bottleneck: int = 512, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, bottleneck)
+        self.bn = nn.BatchNorm1d(bottleneck)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(bottleneck, num_classes)
+        nn.init.kaiming_normal_(self.fc.weight, a=0, mode="fan_out")
+        nn.init.zeros_(self.fc.bias)
+        nn.init.normal_(self.bn.weight, 1.0, 0.02)
+        nn.init.zeros_(self.bn.bias)
+        _init_classifier(self.classifier)
+
+    def forward(self, g: torch.Tensor):
+        f = self.bn(self.fc(g))
+        return f, f, self.classifier(self.drop(f))
+
+
+@MODELS.register("ft_net", aliases=("ftnet", "resnet50-ftnet"), kind="architecture",
+                 paper="Zheng et al. (person_reid_baseline_pytorch); the seed paper's ResNet-50 baseline")
+class FtNet(Embedder):
+    """ft_net: ImageNet ResNet-50, global average pooling, 512-d bottleneck (Linear + BN), dropout 0.5,
+    identity classifier; the evaluation feature is the 512-d bottleneck (flip-TTA, L2-normalised).
+
+    ``last_stride`` 2 as the seed's code (``--stride 2``); 1 enlarges the last feature map.
+    ``pretrained`` loads torchvision's ImageNet weights (a download; never needed by the tests)."""
+
+    arch_name = "ft_net"
+
+    def __init__(self, num_classes: int, input_size=(256, 128), last_stride: int = 2, bottleneck: int = 512,
+                 dropout: float = 0.5, pretrained: bool = False, **kw) -> None:
+        super().__init__(input_size, **kw)
+        net = _torchvision_backbone("resnet50", pretrained)
+        if last_stride == 1:
+            net.layer4[0].conv2.stride = (1, 1)
+            net.layer4[0].downsample[0].stride = (1, 1)
+        self.backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
+                                      net.layer3, net.layer4)
+        self.block = _ClassBlock(2048, num_classes, bottleneck, dropout)
+        self._dim = bottleneck
+
+    def head(self, x):
+        g = F.adaptive_avg_pool2d(self.backbone(x), 1).flatten(1)
+        return self.block(g)
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+
+@MODELS.register("ft_net_dense", aliases=("densenet121-ftnet", "ftnet-dense"), kind="architecture",
+                 paper="Zheng et al.; the seed paper's DenseNet-121 variant")
+class FtNetDense(Embedder):
+    """ft_net with an ImageNet DenseNet-121 backbone (1024-d pooled feature -> 512-d bottleneck)."""
+
+    arch_name = "ft_net_dense"
+
+    def __init__(self, num_classes: int, input_size=(256, 128), bottleneck: int = 512, dropout: float = 0.5,
+                 pretrained: bool = False, **kw) -> None:
+        super().__init__(input_size, **kw)
+        self.backbone = _torchvision_backbone("densenet121", pretrained).features
+        self.block = _ClassBlock(1024, num_classes, bottleneck, dropout)
+        self._dim = bottleneck
+
+    def head(self, x):
+        g = F.adaptive_avg_pool2d(F.relu(self.backbone(x)), 1).flatten(1)
+        return self.block(g)
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+
+class _BNNeck(nn.Module):
+    """Luo et al.'s BNNeck: metric loss on the pooled feature, classifier after a BN (bias frozen);
+    the evaluation feature is the BN output."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+        self.bn.bias.requires_grad_(False)
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+        self.classifier = nn.Linear(dim, num_classes, bias=False)
+        _init_classifier(self.classifier)
+
+    def forward(self, g):
+        b = self.bn(g)
+        return g, b, self.classifier(b)
+
+
+@MODELS.register("bnneck", aliases=("resnet50-bnneck", "strong-baseline"), kind="architecture",
+                 paper="Luo et al., Bag of Tricks and A Strong Baseline for Deep Person Re-identification, CVPRW 2019")
+class BNNeckResNet50(Embedder):
+    """The BNNeck "strong baseline": ResNet-50 with last stride 1, GAP 2048-d, BNNeck, trained with
+    label-smoothed CE + triplet."""
+
+    arch_name = "bnneck"
+
+    def __init__(self, num_classes: int, input_size=(256, 128), last_stride: int = 1, pretrained: bool = False,
+                 **kw) -> None:
+        super().__init__(input_size, **kw)
+        net = _torchvision_backbone("resnet50", pretrained)
+        if last_stride == 1:
+            net.layer4[0].conv2.stride = (1, 1)
+            net.layer4[0].downsample[0].stride = (1, 1)
+        self.backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
+                                      net.layer3, net.layer4)
+        self.neck = _BNNeck(2048, num_classes)
+
+    def head(self, x):
+        return self.neck(F.adaptive_avg_pool2d(self.backbone(x), 1).flatten(1))
+
+    @property
+    def feature_dim(self) -> int:
+        return 2048
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.short(x))
+
+
+@MODELS.register("resnet-small", aliases=("smallnet", "small-resnet", "cpu"), kind="architecture",
+                 paper="reidbench: a 4-stage ResNet sized for CPU training at 128x64")
+class SmallResNet(Embedder):
+    """A small 4-stage ResNet (widths 24-48-96-192 by default, one basic block per stage, stride-2
+    stem) with a BNNeck head, at the native Market resolution 128x64. Trains on synthreid in minutes
+    on 2 CPU cores; not meant for real datasets."""
+
+    arch_name = "resnet-small"
+
+    def __init__(self, num_classes: int, input_size=(128, 64), widths=(24, 48, 96, 192), **kw) -> None:
+        super().__init__(input_size, **kw)
+        widths = tuple(int(w) for w in widths)
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        blocks, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            blocks.append(_BasicBlock(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.stages = nn.Sequential(*blocks)
+        self.neck = _BNNeck(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def head(self, x):
+        return self.neck(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.neck.bn.num_features
+
+
+def build_architecture(name: str, num_classes: int, **kwargs) -> Embedder:
+    """Instantiate the registered architecture ``name``."""
+    entry = MODELS.entry(name)
+    if entry.meta.get("kind") != "architecture":
+        raise ValueError(f"{entry.name!r} is a model preset, not an architecture")
+    return entry.obj(num_classes=num_classes, **kwargs)
+
+
+ARCH_DEFAULT_SIZE = {"ft_net": (256, 128), "ft_net_dense": (256, 128), "bnneck": (256, 128), "resnet-small": (128, 64)}

@@ -1,0 +1,60 @@
+"""Model presets: architecture + training recipe (+ the defenses a preset carries, added by the
+defense modules). A preset resolves differently on the embedded synthreid (a small CPU model at
+128x64) and on real datasets (the seed's ResNet-50 at 256x128 with ImageNet weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..registry import MODELS
+
+__all__ = ["ModelPreset", "get_preset", "is_synthetic"]
+
+
+def is_synthetic(dataset_name: str) -> bool:
+    return dataset_name.lower().startswith("synthreid")
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """``arch``/``recipe`` for real datasets; ``synth_arch``/``synth_recipe`` for synthreid."""
+
+    name: str
+    description: str
+    arch: str = "ft_net"
+    recipe: str = "seed"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    synth_arch: str = "resnet-small"
+    synth_recipe: str = "cpu"
+    synth_arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_defense: str | None = None   # a training-time defense (PD, AT, GOAT) by registry name
+    test_defense: str | None = None    # a test-time defense (CS, ...) carried by the preset
+
+    def resolve(self, dataset_name: str, pretrained: bool | None = None) -> tuple[str, dict[str, Any], str]:
+        """(architecture, its keyword arguments, recipe name) for a dataset."""
+        if is_synthetic(dataset_name):
+            return self.synth_arch, dict(self.synth_arch_kwargs), self.synth_recipe
+        kwargs = dict(self.arch_kwargs)
+        kwargs["pretrained"] = True if pretrained is None else pretrained
+        return self.arch, kwargs, self.recipe
+
+
+def _register(preset: ModelPreset, aliases=(), paper="") -> None:
+    MODELS.register(preset.name, aliases=aliases, paper=paper or preset.description, kind="preset")(preset)
+
+
+_register(ModelPreset("baseline", "normally trained ReID model: ft_net ResNet-50, CE (the seed's baseline)"),
+          aliases=("base",))
+_register(ModelPreset("sb", "strong baseline: BNNeck ResNet-50, CE-LS + triplet (Luo et al. 2019)", arch="bnneck",
+                      recipe="strong", synth_arch_kwargs={"widths": (32, 64, 128, 256)}), aliases=("strong-baseline-preset",))
+_register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed's second architecture)",
+                      arch="ft_net_dense", synth_arch_kwargs={"widths": (16, 40, 80, 160)}))
+
+
+def get_preset(name: str) -> ModelPreset:
+    entry = MODELS.entry(name)
+    if entry.meta.get("kind") != "preset":
+        raise ValueError(f"{entry.name!r} is an architecture; give a model preset "
+                         f"({', '.join(e.name for e in MODELS.entries() if e.meta.get('kind') == 'preset')})")
+    return entry.obj

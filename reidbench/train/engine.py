@@ -1,0 +1,215 @@
+"""The training engine: one loop for every ReID model and training-time defense.
+
+Two hooks let defenses plug in without touching the loop:
+
+* ``train_transform(image, generator) -> image``: a per-image augmentation applied after the
+  standard pad/crop/flip (float (3, H, W) in [0, 1]); the proactive defense PD is one;
+* ``batch_hook(model, images, pids, step) -> (images, pids)``: replaces a whole batch, e.g. by
+  adversarial examples (online adversarial training, GOAT) or by a clean/adversarial mix (AT).
+
+Each epoch ends with an atomic training-state checkpoint (model, optimiser, schedule, random
+states), so ``resume=True`` continues a killed run and ends with the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, to_model_input
+from ..utils import atomic_torch_save, atomic_write_text
+from .recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train_model", "TrainResult", "triplet_loss", "build_optimizer", "TRAIN_STATE_FILE"]
+
+TRAIN_STATE_FILE = "last.pt"
+TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+def triplet_loss(features: torch.Tensor, pids: torch.Tensor, margin: float) -> torch.Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017) with Euclidean distances."""
+    d = torch.cdist(features, features).clamp(min=1e-12)
+    same = pids[:, None] == pids[None]
+    hardest_pos = d.masked_fill(~same, float("-inf")).max(1).values
+    hardest_neg = d.masked_fill(same, float("inf")).min(1).values
+    valid = torch.isfinite(hardest_neg) & torch.isfinite(hardest_pos)
+    if not valid.any():
+        return features.sum() * 0.0
+    return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    backbone = getattr(model, "backbone", None)
+    bb_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in bb_ids], "lr": recipe.lr}]
+    if bb_ids:
+        groups.append({"params": [p for p in params if id(p) in bb_ids], "lr": recipe.lr * recipe.backbone_lr_mult})
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                               weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def _lr_factor(recipe: Recipe, epoch: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (0-based): linear warm-up, then step or cosine."""
+    if epoch < recipe.warmup_epochs:
+        return 0.1 + 0.9 * epoch / max(1, recipe.warmup_epochs)
+    if recipe.schedule == "cosine":
+        t = (epoch - recipe.warmup_epochs) / max(1, recipe.epochs - recipe.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
+
+
+def _gather(images, idx: torch.Tensor):
+    if isinstance(images, torch.Tensor):
+        return images[idx]
+    return [images[i] for i in idx.tolist()]
+
+
+def train_model(
+    model: nn.Module,
+    images: torch.Tensor | Sequence[torch.Tensor],
+    pids: torch.Tensor,
+    recipe: Recipe,
+    *,
+    seed: int,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    train_transform: TrainTransform | None = None,
+    batch_hook: BatchHook | None = None,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` (an :class:`~reidbench.models.Embedder`) on uint8 ``images`` with labels ``pids``.
+
+    Args:
+        images: (N, 3, H, W) uint8 tensor or list of (3, H_i, W_i) tensors; resized to the model's
+            ``input_size`` on the fly.
+        pids: (N,) int64 train labels in 0..K-1.
+        seed: seeds the sampler, the augmentation and torch's global generator (dropout).
+        out_dir: where ``last.pt`` (training state, each epoch) and ``config.json`` go; None keeps
+            nothing on disk.
+        resume: continue from ``out_dir/last.pt`` if present.
+        config: extra information written into ``config.json`` with the recipe and the seed.
+    """
+    device = torch.device(device)
+    pids = torch.as_tensor(pids, dtype=torch.int64)
+    n = len(pids)
+    size = tuple(getattr(model, "input_size"))
+    model.to(device)
+    opt = build_optimizer(model, recipe)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _lr_factor(recipe, e))
+    use_amp = recipe.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    history: list[dict[str, Any]] = []
+    start = 0
+    state_path = Path(out_dir) / TRAIN_STATE_FILE if out_dir is not None else None
+    if out_dir is not None:
+        resolved = {"recipe": recipe.to_dict(), "seed": seed, "device": str(device), "num_images": n,
+                    "num_classes": int(pids.max()) + 1, "input_size": list(size), **(config or {})}
+        atomic_write_text(Path(out_dir) / "config.json", json.dumps(resolved, indent=2, sort_keys=True, default=str) + "\n")
+        log.info("training configuration: %s", json.dumps(resolved, sort_keys=True, default=str))
+    if resume and state_path is not None and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st["scaler"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        history = json.loads(st["history"])
+        start = int(st["epoch"])
+        log.info("resuming from %s at epoch %d/%d", state_path, start, recipe.epochs)
+    t0 = time.perf_counter()
+    num_batches = n // recipe.batch_size if recipe.drop_last else math.ceil(n / recipe.batch_size)
+    if num_batches == 0:
+        raise ValueError(f"{n} training images are fewer than one batch of {recipe.batch_size}")
+    step = start * num_batches
+    for epoch in range(start, recipe.epochs):
+        model.train()
+        if recipe.sampler == "pk":
+            batches = pk_batches(pids, recipe.batch_size, recipe.num_instances, num_batches, gen)
+        else:
+            batches = random_batches(n, recipe.batch_size, gen, recipe.drop_last)
+        sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "seen": 0, "hook_s": 0.0}
+        te = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress, leave=False)
+        for idx in bar:
+            x = to_model_input(_gather(images, idx), size, device)
+            x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
+            if train_transform is not None:
+                x = torch.stack([train_transform(xi, gen) for xi in x])
+            y = pids[idx].to(device)
+            if batch_hook is not None:
+                th = time.perf_counter()
+                x, y = batch_hook(model, x, y, step)
+                model.train()
+                sums["hook_s"] += time.perf_counter() - th
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                out = model.forward_train(x)
+                loss = x.new_zeros(())
+                if recipe.ce_weight and out.logits is not None:
+                    ce = F.cross_entropy(out.logits.float(), y, label_smoothing=recipe.label_smoothing)
+                    loss = loss + recipe.ce_weight * ce
+                    sums["ce"] += float(ce.detach()) * len(y)
+                    sums["correct"] += int((out.logits.argmax(1) == y).sum())
+                if recipe.triplet_weight:
+                    tr = triplet_loss(out.feature.float(), y, recipe.margin)
+                    loss = loss + recipe.triplet_weight * tr
+                    sums["triplet"] += float(tr.detach()) * len(y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sums["loss"] += float(loss.detach()) * len(y)
+            sums["seen"] += len(y)
+            step += 1
+            el = time.perf_counter() - te
+            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", img_s=f"{sums['seen'] / max(el, 1e-9):.0f}")
+        bar.close()
+        sched.step()
+        seconds = time.perf_counter() - te
+        rec = {"epoch": epoch + 1, "loss": sums["loss"] / sums["seen"], "ce": sums["ce"] / sums["seen"],
+               "triplet": sums["triplet"] / sums["seen"], "train_acc": sums["correct"] / sums["seen"],
+               "seconds": round(seconds, 3), "images_per_s": round(sums["seen"] / seconds, 1),
+               "hook_share": round(sums["hook_s"] / seconds, 3), "lr": opt.param_groups[0]["lr"]}
+        history.append(rec)
+        log.info("epoch %d/%d loss %.4f acc %.3f %.1f img/s%s", epoch + 1, recipe.epochs, rec["loss"],
+                 rec["train_acc"], rec["images_per_s"],
+                 f" (batch hook {100 * rec['hook_share']:.0f}% of the time)" if batch_hook else "")
+        if state_path is not None:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                               "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                               "epoch": epoch + 1, "history": json.dumps(history)}, state_path)
+    model.eval()
+    return TrainResult(model, history, time.perf_counter() - t0, start)

@@ -1,0 +1,65 @@
+"""Train a model preset on a dataset end to end: decode, build, train, checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import ReIDDataset, load_images
+from ..models import build_architecture, get_preset, save_checkpoint
+from ..registry import MODELS
+from ..utils import seed_everything
+from .engine import TrainResult, train_model
+from .recipes import get_recipe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train_preset", "FINAL_CHECKPOINT"]
+
+FINAL_CHECKPOINT = "model.pt"
+
+
+def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, *, seed: int = 0,
+                 epochs: int | None = None, arch: str | None = None, device: str | torch.device = "cpu",
+                 resume: bool = False, pretrained: bool | None = None, amp: bool = False,
+                 progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
+    """Train model preset ``preset`` on ``dataset.train``; write ``out_dir/model.pt`` + ``model.json``.
+
+    ``epochs`` / ``arch`` override the preset's; ``pretrained`` (real datasets) loads ImageNet
+    weights through torchvision (default on for real datasets, off for synthreid)."""
+    p = get_preset(preset)
+    arch_name, arch_kwargs, recipe_name = p.resolve(dataset.name, pretrained)
+    if arch:
+        arch_name = arch
+    arch_name = MODELS.entry(arch_name).name  # canonical spelling in the checkpoint card
+    recipe = get_recipe(recipe_name)
+    if epochs is not None:
+        recipe = recipe.replace(epochs=epochs)
+    if amp:
+        recipe = recipe.replace(amp=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    train = load_images(dataset.train, progress=progress, desc="decoding train")
+    num_classes = int(train.pids.max()) + 1
+    model = build_architecture(arch_name, num_classes, **arch_kwargs)
+    fingerprint = dataset.fingerprint()
+    result = train_model(
+        model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
+        progress=progress,
+        config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
+                "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)}},
+    )
+    saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
+    card = save_checkpoint(
+        result.model, out / FINAL_CHECKPOINT, arch=arch_name, arch_kwargs=saved_kwargs, num_classes=num_classes,
+        preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)),
+        dataset={"name": dataset.name, "fingerprint": fingerprint}, recipe=recipe.to_dict(), seed=seed,
+        train_defense=p.train_defense, test_defense=p.test_defense, history=result.history,
+        train_seconds=round(result.seconds, 2), device=str(device),
+    )
+    return result, card

@@ -1,0 +1,112 @@
+import json
+
+import pytest
+import torch
+
+from reidbench.data import load_dataset, load_images
+from reidbench.evaluation import evaluate_model
+from reidbench.models import build_architecture, load_checkpoint
+from reidbench.train import Recipe, train_model, train_preset, triplet_loss
+
+FAST = Recipe(name="test", epochs=4, batch_size=32, lr=2e-3, pad=4)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_synth):
+    ds = load_dataset("synthreid", tiny_synth)
+    return ds, load_images(ds.train, progress=False)
+
+
+def fresh(n_classes, seed=0):
+    torch.manual_seed(seed)
+    return build_architecture("resnet-small", n_classes, widths=(8, 16, 32, 48))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny, tmp_path):
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    full = train_model(fresh(n), tr.images, tr.pids, FAST, seed=5, out_dir=tmp_path / "full", progress=False)
+    # killed in the middle of epoch 3 (after the epoch-2 checkpoint), then resumed with a fresh model
+    per_epoch = len(tr.pids) // FAST.batch_size
+
+    class Killed(Exception):
+        pass
+
+    def kill(model, x, y, step):
+        if step == 2 * per_epoch + 1:
+            raise Killed
+        return x, y
+
+    with pytest.raises(Killed):
+        train_model(fresh(n), tr.images, tr.pids, FAST, seed=5, out_dir=tmp_path / "cut", batch_hook=kill,
+                    progress=False)
+    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2
+    resumed = train_model(fresh(n, seed=99), tr.images, tr.pids, FAST, seed=5, out_dir=tmp_path / "cut",
+                          resume=True, progress=False)
+    assert resumed.resumed_from_epoch == 2 and len(resumed.history) == 4
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["seed"] == 5
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny):
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    r = FAST.replace(epochs=1)
+    a = train_model(fresh(n), tr.images, tr.pids, r, seed=1, progress=False).model
+    b = train_model(fresh(n), tr.images, tr.pids, r, seed=1, progress=False).model
+    c = train_model(fresh(n), tr.images, tr.pids, r, seed=2, progress=False).model
+    wa, wb, wc = (m.neck.classifier.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_short_training_beats_chance_by_a_wide_margin(tiny, tmp_path):
+    ds, _ = tiny
+    untrained = fresh(ds.num_train_pids).eval()
+    before = evaluate_model(untrained, ds)
+    result, card = train_preset("baseline", ds, tmp_path, seed=0, epochs=25, progress=False)
+    after = evaluate_model(result.model, ds)
+    assert after["mAP"] > 3 * before["mAP"] and after["R1"] > before["R1"] + 15
+    assert card["preset"] == "baseline" and card["arch"] == "resnet-small"
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    assert evaluate_model(model, ds)["mAP"] == pytest.approx(after["mAP"], abs=1e-9)
+
+
+def test_hooks_are_called(tiny):
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    seen = {"transform": 0, "hook": 0}
+
+    def transform(img, gen):
+        seen["transform"] += 1
+        assert img.shape == (3, 128, 64) and 0 <= float(img.min()) and float(img.max()) <= 1
+        return 1.0 - img
+
+    def hook(model, x, y, step):
+        seen["hook"] += 1
+        assert model.training
+        return x, y
+
+    res = train_model(fresh(n), tr.images, tr.pids, FAST.replace(epochs=1), seed=0, train_transform=transform,
+                      batch_hook=hook, progress=False)
+    batches = len(tr.pids) // FAST.batch_size
+    assert seen == {"transform": batches * FAST.batch_size, "hook": batches}
+    assert 0 <= res.history[0]["hook_share"] <= 1
+
+
+def test_triplet_loss_values():
+    f = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [0.0, 3.5]])
+    y = torch.tensor([0, 0, 1, 1])
+    # anchor 0: hardest positive 1.0, hardest negative 3.0 -> relu(1 - 3 + 0.3) = 0
+    assert float(triplet_loss(f, y, 0.3)) == pytest.approx(0.0)
+    y2 = torch.tensor([0, 1, 0, 1])
+    # anchor 0: pos at 3.0, neg at 1.0 -> 2.3; anchor 1: pos 3.64, neg 1 -> ...
+    assert float(triplet_loss(f, y2, 0.3)) > 1.0
+
+
+def test_recipe_validation():
+    with pytest.raises(ValueError, match="multiple of num_instances"):
+        Recipe(batch_size=30, num_instances=4)
+    with pytest.raises(ValueError, match="optimizer"):
+        Recipe(optimizer="rmsprop")
