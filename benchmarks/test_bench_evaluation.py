@@ -42,7 +42,10 @@ def test_evaluate_rank_baseline_torchreid_python(benchmark, market):
     tr = torchreid_rank()
     cmc, mAP = benchmark.pedantic(tr.eval_market1501, args=(qg.numpy(), qp, gp, qc, gc, 50), rounds=1, iterations=1)
     ours = evaluate_rank(qg, qp, gp, qc, gc)
-    assert abs(ours["mAP"] - mAP) < 1e-6 and abs(ours["cmc"] - cmc).max() < 1e-6
+    # float32 distances of 53M pairs hold exact ties; torchreid's quicksort orders tied items
+    # arbitrarily, reidbench by gallery index, which moves AP by a few 1e-6 (exact on tie-free data,
+    # see tests/evaluation/test_rank.py)
+    assert abs(ours["mAP"] - mAP) < 1e-5 and abs(ours["cmc"] - cmc).max() < 1e-5
     benchmark.extra_info["mAP"] = round(float(mAP), 6)
 
 

@@ -59,3 +59,29 @@ def test_data_check_reports_layout_errors(tmp_path, capsys):
 def test_unknown_dataset_suggests(capsys):
     assert main(["data", "check", "--dataset", "markt1501", "--root", "."]) == 2
     assert "Did you mean 'market1501'?" in capsys.readouterr().err
+
+
+def test_train_then_eval_json_and_cross_domain(tiny_synth, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--model", "baseline", "--data-root", str(tiny_synth), "--epochs", "2",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "trained baseline (resnet-small)" in text and (out / "model.pt").is_file() and (out / "last.pt").is_file()
+    assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth), "--json",
+                 "--rerank"]) == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("R1", "R5", "R10", "mAP", "mINP"):
+        assert 0 <= obj[key] <= 100 and 0 <= obj["rerank"][key] <= 100
+    assert obj["R1"] <= obj["R5"] <= obj["R10"]
+    # cross-domain: the synthreid model evaluated on a (tiny) Market-1501 tree
+    market = market_tree(tmp_path / "market")
+    assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--dataset", "market1501",
+                 "--data-root", str(market)]) == 0
+    assert "cross-domain: trained on synthreid-tiny" in capsys.readouterr().out
+
+
+def test_eval_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -25,6 +25,10 @@ __all__ = ["evaluate_rank"]
 
 APType = Literal["torchreid", "market_official"]
 
+# the sparse path (only negatives up to the last true match) is used while they are at most this
+# fraction of a chunk; beyond it the dense path over every gallery item is faster
+SPARSE_MAX_FRACTION = 0.3
+
 
 def evaluate_rank(
     distmat,
@@ -93,8 +97,7 @@ def evaluate_rank(
     for start in range(0, num_q, chunk_size):
         stop = min(num_q, start + chunk_size)
         d = dist[start:stop]
-        bad = ~torch.isfinite(d)
-        if bad.any():
+        if not bool(torch.isfinite(d.sum())) and bool((bad := ~torch.isfinite(d)).any()):
             qi, gi = bad.nonzero()[0].tolist()
             raise ValueError(
                 f"distmat holds {int(bad.sum())} non-finite entries in queries {start}..{stop - 1} "
@@ -153,33 +156,76 @@ def _true_match_ranks(d, q_pids, g_pids, q_camids, g_camids, g_junk):
     """
     c, num_g = d.shape
     same_pid = g_pids[None] == q_pids[:, None]
-    same_cam = g_camids[None] == q_camids[:, None]
-    junk = same_pid & same_cam
+    junk = same_pid & (g_camids[None] == q_camids[:, None])
     if g_junk is not None:
         junk |= g_junk[None]
     hit = same_pid & ~junk
-    negative = ~(same_pid | junk)
     n_hit = hit.sum(1)
     h = int(n_hit.max()) if c else 0
     if h == 0:
         return torch.zeros((c, 1), dtype=torch.int64, device=d.device), n_hit
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
     # the h smallest of "hit distances, inf elsewhere" are all true matches, sorted ascending
-    hit_sorted = torch.topk(torch.where(hit, d, inf), h, dim=1, largest=False, sorted=True).values
-    hit_sorted = hit_sorted.contiguous()
-    # pos[i, j] = number of true matches of query i at distance <= d[i, j]; a negative j precedes the
-    # k-th true match (0-based) iff pos <= k, when no negative ties with a true match.
-    pos_right = torch.searchsorted(hit_sorted, d.contiguous(), right=True)
-    # a negative ties with a true match iff the largest true-match distance <= d equals d
-    below = hit_sorted.gather(1, (pos_right - 1).clamp_(min=0))
-    tied = (negative & (pos_right > 0) & (below == d)).any(1)
-    bucket = pos_right.masked_fill_(~negative, h + 1)
-    bucket += torch.arange(c, device=d.device)[:, None] * (h + 2)
-    counts = torch.bincount(bucket.flatten(), minlength=c * (h + 2)).view(c, h + 2)
-    ranks = torch.arange(h, device=d.device)[None] + counts[:, :h].cumsum(1)
+    hit_sorted = torch.topk(torch.where(hit, d, inf), h, dim=1, largest=False, sorted=True).values.contiguous()
+    not_negative = same_pid if g_junk is None else (same_pid | junk)
+    sparse = _sparse_ranks(d, hit_sorted, n_hit, not_negative) if d.dtype == torch.float32 else None
+    if sparse is not None:
+        ranks, tied = sparse
+    else:
+        ranks, tied = _dense_ranks(d, hit_sorted, n_hit, not_negative)
     for i in tied.nonzero().flatten().tolist():
-        ranks[i, : int(n_hit[i])] = _stable_ranks(d[i], hit[i], negative[i])
+        ranks[i, : int(n_hit[i])] = _stable_ranks(d[i], hit[i], ~not_negative[i])
     return ranks, n_hit
+
+
+def _dense_ranks(d, hit_sorted, n_hit, not_negative):
+    """Ranks from every gallery item: bucket[i, j] = number of true matches of query i at distance
+    <= d[i, j]; a negative j precedes the k-th true match (0-based) iff bucket <= k, when no negative
+    ties with a true match. Non-negatives go to the spare bucket h + 1."""
+    c, h = hit_sorted.shape
+    bucket = torch.searchsorted(hit_sorted, d.contiguous(), right=True)
+    bucket.masked_fill_(not_negative, h + 1)
+    counts = torch.zeros((c, h + 2), dtype=torch.int64, device=d.device)
+    counts.scatter_add_(1, bucket, torch.ones(1, dtype=torch.int64, device=d.device).expand_as(bucket))
+    ranks = torch.arange(h, device=d.device)[None] + counts[:, :h].cumsum(1)
+    # a negative in bucket p >= 1 ties with a true match iff it equals the p-th smallest true-match
+    # distance, the lower bound of its bucket: compare each bucket's smallest member with it
+    lowest = torch.full((c, h + 2), float("inf"), dtype=d.dtype, device=d.device)
+    lowest.scatter_reduce_(1, bucket, d, reduce="amin")
+    real = torch.arange(h, device=d.device)[None] < n_hit[:, None]  # beyond n_hit: inf padding
+    tied = ((lowest[:, 1:h + 1] == hit_sorted) & real).any(1)
+    return ranks, tied
+
+
+def _ordered_int(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> int64 with the same order (and equal keys exactly for equal floats, +0 == -0)."""
+    i = x.view(torch.int32).to(torch.int64)
+    return torch.where(i >= 0, i, -(i & 0x7FFFFFFF)) + (1 << 31)
+
+
+def _sparse_ranks(d, hit_sorted, n_hit, not_negative):
+    """The same ranks from the negatives that are not farther than the query's last true match:
+    the others come after every true match and cannot change a rank. With a decent model they are
+    a small fraction of the gallery; returns None when they are not (then the dense path is faster)."""
+    c, h = hit_sorted.shape
+    last = hit_sorted.gather(1, (n_hit - 1).clamp(min=0)[:, None])
+    last = torch.where(n_hit[:, None] > 0, last, torch.full_like(last, float("-inf")))
+    cand = (d <= last) & ~not_negative
+    if int(cand.sum()) > SPARSE_MAX_FRACTION * cand.numel():
+        return None
+    rows, cols = cand.nonzero(as_tuple=True)
+    offset = torch.arange(c, device=d.device, dtype=torch.int64) << 33
+    keys = _ordered_int(d[rows, cols]) + offset[rows]
+    hit_keys = _ordered_int(hit_sorted) + offset[:, None]          # globally sorted once flattened
+    bucket = torch.searchsorted(hit_keys.flatten(), keys, right=True) - rows * h
+    flat = rows * (h + 2) + bucket
+    counts = torch.bincount(flat, minlength=c * (h + 2)).view(c, h + 2)
+    ranks = torch.arange(h, device=d.device)[None] + counts[:, :h].cumsum(1)
+    lowest = torch.full((c * (h + 2),), torch.iinfo(torch.int64).max, dtype=torch.int64, device=d.device)
+    lowest.scatter_reduce_(0, flat, keys, reduce="amin")
+    real = torch.arange(h, device=d.device)[None] < n_hit[:, None]
+    tied = ((lowest.view(c, h + 2)[:, 1:h + 1] == hit_keys) & real).any(1)
+    return ranks, tied
 
 
 def _stable_ranks(d_row, hit_row, neg_row):

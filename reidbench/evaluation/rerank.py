@@ -29,7 +29,7 @@ def re_ranking(
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
-    max_memory_gb: float = 1.0,
+    max_memory_gb: float = 0.25,
 ):
     """Re-rank a query-gallery distance matrix with k-reciprocal encoding.
 
@@ -62,20 +62,32 @@ def re_ranking(
     for name, x in (("q_g_dist", qg), ("q_q_dist", qq), ("g_g_dist", gg)):
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} holds NaN or inf; re-ranking needs finite distances")
-    rows = _Rows(qg, qq, gg)
+    blocks = _Blocks(qg, qq, gg)
     chunk = max(1, min(n, int(max_memory_gb * (1 << 30)) // (n * 4 * 4)))
 
-    # pass 1: per-row max (the port normalises each row by its max) and the nearest neighbours
+    # pass 1: per-row max (the port normalises each row by its max) and the nearest neighbours.
+    # Squaring and normalising are monotone for non-negative distances, so the neighbour lists are
+    # found on the raw blocks, without materialising the squared, normalised rows.
     kh = int(round(k1 / 2.0)) + 1  # numpy.around and round() both round half to even
     k_top = min(n, max(k1 + 1, k2, kh))
     row_max = torch.empty(n, dtype=torch.float32, device=device)
     top = torch.empty((n, k_top), dtype=torch.int64, device=device)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        r = rows(s, e)
-        row_max[s:e] = r.max(1).values
-        r /= row_max[s:e, None]
-        top[s:e] = torch.topk(r, k_top, dim=1, largest=False, sorted=True).indices
+    for s, e in _chunks(n, nq, chunk):
+        parts = blocks.row_parts(s, e)
+        squared = any(bool((part < 0).any()) for part, _ in parts)  # then squaring is not monotone
+        vals, idx, maxes = [], [], []
+        for part, offset in parts:
+            if squared:
+                part = part.pow(2)
+            v, i = torch.topk(part, min(k_top, part.shape[1]), dim=1, largest=False, sorted=True)
+            vals.append(v)
+            idx.append(i + offset)
+            maxes.append(part.amax(1))
+        v, i = torch.cat(vals, 1), torch.cat(idx, 1)
+        order = torch.sort(v, dim=1, stable=True).indices[:, :k_top]
+        top[s:e] = i.gather(1, order)
+        rmax = torch.stack(maxes, 1).amax(1)
+        row_max[s:e] = (rmax if squared else rmax.pow(2)).to(torch.float32)
     top1 = top[:, : min(k1 + 1, k_top)]
     tophalf = top[:, : min(kh, k_top)]
     recip1 = _reciprocal(top1)
@@ -87,10 +99,9 @@ def re_ranking(
     for s in range(0, n, small):
         e = min(n, s + small)
         cols, valid = _expansion(top1[s:e], recip1[s:e], tophalf, reciph)
-        r = rows(s, e) / row_max[s:e, None]
-        w = torch.exp(-r.gather(1, cols.clamp(max=n - 1))) * valid
-        w = w / w.sum(1, keepdim=True)
         ri = torch.arange(s, e, device=device)[:, None].expand_as(cols)
+        w = torch.exp(-blocks.squared(ri, cols) / row_max[s:e, None]) * valid
+        w = w / w.sum(1, keepdim=True)
         v_rows.append(ri[valid])
         v_cols.append(cols[valid])
         v_vals.append(w[valid].to(torch.float32))
@@ -136,37 +147,65 @@ def re_ranking(
         acc.index_add_(0, q_row.repeat_interleave(lens) * ng + g_row, mins)
         acc = acc.view(e - s, ng)
         jaccard = 1.0 - acc / (2.0 - acc)
-        original = rows.block_qg(s, e) / row_max[s:e, None]
+        original = blocks.squared_qg(s, e) / row_max[s:e, None]
         out[s:e] = jaccard * (1.0 - lambda_value) + original * lambda_value
         s = e
     return out.cpu().numpy() if return_numpy else out
 
 
-class _Rows:
-    """Rows of the transposed, element-wise squared full distance matrix [[qq, qg], [qg^T, gg]]
-    (the reference port transposes after normalising by column maxima), produced in chunks."""
+class _Blocks:
+    """Row access to the full distance matrix [[qq, qg], [qg^T, gg]] without building it.
+
+    The reference port normalises by column maxima and transposes, so row i of its matrix is
+    column i of the input. Distance matrices of a set with itself are symmetric and their rows are
+    used directly (contiguous, fast); a q_q or g_g that is not symmetric (checked on a sample of
+    entries) is read column-wise, as the reference does."""
 
     def __init__(self, qg, qq, gg):
-        self.qg, self.qq_t, self.gg_t = qg, qq.T, gg.T
+        self.qg = qg
+        self.qq = qq if _looks_symmetric(qq) else qq.T
+        self.gg = gg if _looks_symmetric(gg) else gg.T
         self.nq = qg.shape[0]
 
-    @staticmethod
-    def _sq(x):
-        return x.pow(2).to(torch.float32)
-
-    def __call__(self, s, e):
+    def row_parts(self, s, e):
+        """(block rows, column offset) pairs making up rows s..e (all queries or all gallery)."""
         nq = self.nq
-        parts = []
-        if s < nq:
-            b = min(e, nq)
-            parts.append(torch.cat([self._sq(self.qq_t[s:b]), self._sq(self.qg[s:b])], 1))
-        if e > nq:
-            a, b = max(s, nq) - nq, e - nq
-            parts.append(torch.cat([self._sq(self.qg[:, a:b].T), self._sq(self.gg_t[a:b])], 1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        if e <= nq:
+            return [(self.qq[s:e], 0), (self.qg[s:e], nq)]
+        a, b = s - nq, e - nq
+        return [(self.qg[:, a:b].T, 0), (self.gg[a:b], nq)]
 
-    def block_qg(self, s, e):
-        return self._sq(self.qg[s:e])
+    def squared(self, rows, cols):
+        """float32 squared entries at (rows, cols) of the row-wise full matrix."""
+        nq = self.nq
+        rq, cq = rows < nq, cols < nq
+        r_g, c_g = (rows - nq).clamp(min=0), (cols - nq).clamp(min=0)
+        r_q, c_q = rows.clamp(max=nq - 1), cols.clamp(max=nq - 1)
+        val = torch.where(
+            rq,
+            torch.where(cq, self.qq[r_q, c_q], self.qg[r_q, c_g]),
+            torch.where(cq, self.qg[c_q, r_g], self.gg[r_g, c_g]),
+        )
+        return val.pow(2).to(torch.float32)
+
+    def squared_qg(self, s, e):
+        return self.qg[s:e].pow(2).to(torch.float32)
+
+
+def _looks_symmetric(a: torch.Tensor, samples: int = 20000) -> bool:
+    n = a.shape[0]
+    g = torch.Generator().manual_seed(0)
+    i = torch.randint(0, n, (samples,), generator=g).to(a.device)
+    j = torch.randint(0, n, (samples,), generator=g).to(a.device)
+    scale = a[i, j].abs().max().clamp(min=1e-30)
+    return bool(((a[i, j] - a[j, i]).abs() <= 1e-6 * scale).all())
+
+
+def _chunks(n, nq, size):
+    """Row ranges of at most ``size`` rows that never straddle the query/gallery boundary."""
+    for lo, hi in ((0, nq), (nq, n)):
+        for s in range(lo, hi, size):
+            yield s, min(hi, s + size)
 
 
 def _reciprocal(top: torch.Tensor) -> torch.Tensor:

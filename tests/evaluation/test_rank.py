@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+import reidbench.evaluation.rank as rank_mod
+
 from oracles import market_official_eval, torchreid_rank
 from reidbench.evaluation import evaluate_rank
 
@@ -89,14 +91,22 @@ def random_problem(rng, ties=False, junk=False):
     qp = rng.integers(1, n_ids, nq)
     gp = rng.integers(-1 if junk else 0, n_ids, ng)
     qc, gc = rng.integers(0, 4, nq), rng.integers(0, 4, ng)
-    d = rng.random((nq, ng)).astype(np.float32)
+    # distances that carry identity (queries nearer their true matches), as from a trained model
+    d = (rng.random((nq, ng)) + 0.5 * (gp[None] != qp[:, None])).astype(np.float32)
     if ties:
-        d = np.round(d * 8) / 8
+        d = (np.round(d * 8) / 8).astype(np.float32)
     return d, qp, gp, qc, gc
 
 
+@pytest.fixture(params=["dense", "sparse"])
+def path(request, monkeypatch):
+    """Run a test through each of the two ranking paths."""
+    monkeypatch.setattr(rank_mod, "SPARSE_MAX_FRACTION", 0.0 if request.param == "dense" else 1.0)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(15))
-def test_equals_torchreid_eval_market1501(seed):
+def test_equals_torchreid_eval_market1501(seed, path):
     rng = np.random.default_rng(seed)
     d, qp, gp, qc, gc = random_problem(rng)
     tr = torchreid_rank()
@@ -111,7 +121,7 @@ def test_equals_torchreid_eval_market1501(seed):
 
 @pytest.mark.parametrize("seed", range(15))
 @pytest.mark.parametrize("ties", [False, True])
-def test_equals_market_official_reference(seed, ties):
+def test_equals_market_official_reference(seed, ties, path):
     rng = np.random.default_rng(100 + seed)
     d, qp, gp, qc, gc = random_problem(rng, ties=ties, junk=True)
     cmc_ref, map_ref = market_official_eval(d, qp, gp, qc, gc)
@@ -120,7 +130,7 @@ def test_equals_market_official_reference(seed, ties):
     np.testing.assert_allclose(ours["cmc"], cmc_ref[:10], atol=1e-9)
 
 
-def test_ties_are_broken_by_gallery_index():
+def test_ties_are_broken_by_gallery_index(path):
     # a negative and a true match at the same distance: the earlier gallery index ranks first
     q_pids, q_cams = np.array([1]), np.array([0])
     g_cams = np.array([1, 1])

@@ -80,3 +80,19 @@ def test_shape_mismatch_and_nan_are_errors():
     qg[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         re_ranking(qg, qq, gg)
+
+
+def test_negative_entries_and_asymmetric_inputs_follow_the_reference():
+    """The port squares its inputs and reads row i of its matrix from column i of the input; both
+    matter for inputs that are not plain distance matrices."""
+    rng = np.random.default_rng(9)
+    q, g = features(rng, 25), features(rng, 70)
+    qg, qq, gg = dists(q, g, "euclidean")
+    # similarities shifted to have negative entries (squaring is then not monotone)
+    neg = [x - 3.0 for x in (qg, qq, gg)]
+    ref = torchreid_rerank().re_ranking(*neg)
+    np.testing.assert_allclose(re_ranking(*neg), ref, atol=1e-5, rtol=0)
+    # an asymmetric g_g (e.g. a learned, directed score)
+    gg_asym = gg * (1 + 0.3 * rng.random(gg.shape).astype(np.float32))
+    ref = torchreid_rerank().re_ranking(qg, qq, gg_asym)
+    np.testing.assert_allclose(re_ranking(qg, qq, gg_asym), ref, atol=1e-5, rtol=0)

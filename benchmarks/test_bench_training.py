@@ -1,0 +1,61 @@
+"""Training throughput (images/s, forward + backward + optimiser step), issue 4.
+
+ft_net ResNet-50 at 256x128, batch 32 (the seed's setting) and the small CPU model at 128x64,
+batch 64. On a CUDA machine the same benchmarks run on the GPU as well."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reidbench.models import build_architecture
+from reidbench.train import Recipe, build_optimizer
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def make_step(arch, batch, size, device, amp=False, **kw):
+    torch.manual_seed(0)
+    model = build_architecture(arch, 751, **kw).to(device).train()
+    opt = build_optimizer(model, Recipe(optimizer="sgd", lr=0.01, backbone_lr_mult=0.1))
+    x = torch.rand(batch, 3, *size, device=device)
+    y = torch.randint(0, 751, (batch,), device=device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    def step():
+        with torch.autocast(device_type=torch.device(device).type, enabled=amp):
+            loss = F.cross_entropy(model.forward_train(x).logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="train step: ft_net ResNet-50 256x128 batch 32")
+def test_train_ftnet_resnet50(benchmark, device):
+    step = make_step("ft_net", 32, (256, 128), device)
+    step()
+    benchmark.pedantic(step, rounds=3 if device == "cpu" else 20, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(32 / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.benchmark(group="train step: ft_net ResNet-50 256x128 batch 32")
+def test_train_ftnet_resnet50_amp(benchmark):
+    step = make_step("ft_net", 32, (256, 128), "cuda", amp=True)
+    step()
+    benchmark.pedantic(step, rounds=20, iterations=1, warmup_rounds=2)
+    benchmark.extra_info["images_per_s"] = round(32 / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="train step: resnet-small 128x64 batch 64")
+def test_train_small(benchmark, device):
+    step = make_step("resnet-small", 64, (128, 64), device)
+    step()
+    benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
