@@ -17,17 +17,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     groups = {}
     for bench in session.benchmarks:
-        groups.setdefault(bench.group, {})[bench.name.split("[")[0]] = bench
+        param = bench.name[bench.name.index("["):] if "[" in bench.name else ""
+        groups.setdefault((bench.group, param), []).append(bench)
     lines = []
-    for group, items in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        base = [b for n, b in items.items() if "baseline" in n]
-        ours = [b for n, b in items.items() if "reidbench" in n]
+    for (group, param), items in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        base = [b for b in items if "baseline" in b.name]
+        ours = [b for b in items if "reidbench" in b.name]
         if base and ours:
             # a benchmark that runs in a subprocess reports the time spent inside the measured call
             tb = (base[0].extra_info or {}).get("seconds_inside", base[0].stats.mean)
             to = (ours[0].extra_info or {}).get("seconds_inside", ours[0].stats.mean)
-            lines.append(f"{group}: {base[0].name} {tb:.3f} s / {ours[0].name} {to:.3f} s = {tb / to:.1f}x")
-        for b in items.values():
+            lines.append(f"{group}{param}: baseline {base[0].name} {tb:.4f} s, reidbench {ours[0].name} "
+                         f"{to:.4f} s: baseline/reidbench = {tb / to:.2f}x")
+        for b in items:
             for k, v in (b.extra_info or {}).items():
                 lines.append(f"{group}: {b.name} {k} = {v}")
     if lines:

@@ -8,6 +8,7 @@ Every command defaults to the embedded dataset ``synthreid`` so that it runs on 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -185,6 +186,86 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack_kwargs(args: argparse.Namespace) -> dict:
+    from .utils import parse_fraction
+
+    kw: dict = {"seed": args.seed}
+    for name in ("eps", "alpha"):
+        v = getattr(args, name)
+        if v is not None:
+            kw[name] = parse_fraction(v)
+    if args.steps is not None:
+        kw["steps"] = args.steps
+    for item in args.attack_arg or []:
+        key, _, value = item.partition("=")
+        if not _:
+            raise CLIError(f"--attack-arg expects key=value, got {item!r}")
+        try:
+            kw[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kw[key] = value
+    return kw
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from .attacks import build_attack, save_adversarial
+    from .attacks.evaluate import evaluate_attack, prepare_evalset
+    from .models import load_checkpoint
+
+    device = _device(args.device)
+    model, card = load_checkpoint(args.checkpoint, device=device)
+    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
+    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
+    ds = _load_data(name, args.data_root, size, not args.quiet)
+    kw = _attack_kwargs(args)
+    io = args.io
+    if args.save and io == "memory":
+        io = "jpeg75" if args.save_format == "jpeg75" else "png"
+    if io != "memory" and not args.attack.lower().startswith("ta:"):
+        kw["quantize"] = True
+    attack = build_attack(args.attack, model, **kw)
+    evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet)
+    if args.side == "gallery":
+        from .attacks.evaluate import evaluate_gallery_attack
+
+        if args.save or io != "memory":
+            raise CLIError("--side gallery evaluates in memory only (no --save / --io)")
+        res = evaluate_gallery_attack(attack, ds, model, evalset, batch_size=args.batch_size, device=device,
+                                      rerank=args.rerank, progress=not args.quiet)
+    else:
+        res = evaluate_attack(attack, evalset, model, batch_size=args.batch_size, device=device, io=io,
+                              rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save))
+    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    if args.save:
+        fmt = args.save_format or ("pt" if args.save.endswith(".pt") else "png")
+        save_adversarial(res["images"], args.save, fmt=fmt, names=evalset.query_names,
+                         meta={"attack": repr(attack), "checkpoint": str(args.checkpoint), "dataset": ds.name,
+                               "fingerprint": ds.fingerprint(), "io": io})
+    if args.json:
+        obj = {"clean": {k: round(res["clean"][k], 4) for k in keys},
+               "attacked": {k: round(res["attacked"][k], 4) for k in keys},
+               "linf_max": res["linf_max"], "linf_mean": res["linf_mean"], "l2_mean": res["l2_mean"],
+               "seconds": round(res["seconds"], 3), "attack": repr(attack), "dataset": ds.name, "io": io,
+               "side": args.side}
+        if args.rerank:
+            obj["clean"]["rerank"] = {k: round(res["clean"]["rerank"][k], 4) for k in keys}
+            obj["attacked"]["rerank"] = {k: round(res["attacked"]["rerank"][k], 4) for k in keys}
+        print(json.dumps(obj))
+        return 0
+    rows = {"clean": res["clean"], f"{attack.name}": res["attacked"]}
+    if args.rerank:
+        rows["clean + re-ranking"] = res["clean"]["rerank"]
+        rows[f"{attack.name} + re-ranking"] = res["attacked"]["rerank"]
+    print(f"{repr(attack)} on {card.get('preset', card['arch'])} / {ds.name} ({args.side} side, "
+          f"{len(evalset.q_pids)} queries, io: {io})")
+    print(_metrics_table(rows))
+    print(f"perturbation: L-inf max {res['linf_max'] * 255:.2f}/255, mean {res['linf_mean'] * 255:.2f}/255; "
+          f"L2 mean {res['l2_mean']:.4f}; attack time {res['seconds']:.1f} s")
+    if args.save:
+        print(f"adversarial queries saved to {args.save}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reidbench",
@@ -225,6 +306,30 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--device", default="auto")
     ep.add_argument("--json", action="store_true", help="print one JSON object")
     ep.set_defaults(func=cmd_eval)
+
+    ap = sub.add_parser("attack", help="attack every query of a dataset and report clean vs attacked metrics")
+    ap.add_argument("--checkpoint", required=True, help="model.pt written by `reidbench train`")
+    ap.add_argument("--attack", default="lta", help="attack name (`reidbench list attacks`) or ta:<torchattacks name>")
+    _add_data_args(ap, default=None)
+    ap.add_argument("--eps", default=None, help="L-inf budget, e.g. 5/255 (default: the attack's)")
+    ap.add_argument("--alpha", default=None, help="step size, e.g. 1/255")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--attack-arg", action="append", metavar="KEY=VALUE",
+                    help="extra attack argument (JSON value), e.g. gong_faithful=true; repeatable")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--rerank", action="store_true", help="also report re-ranked metrics")
+    ap.add_argument("--io", default="memory", choices=["memory", "png", "jpeg75"],
+                    help="evaluate in memory (default), after 8-bit quantisation (png) or after a JPEG-75 round "
+                         "trip as the seed's code did (jpeg75)")
+    ap.add_argument("--side", default="query", choices=["query", "gallery"],
+                    help="perturb the queries (the seed's protocol) or the gallery images of each query "
+                         "identity with the queries as guides (Bai et al.; M-IFGSM family)")
+    ap.add_argument("--save", default=None, help="save the adversarial queries: FILE.pt or a folder")
+    ap.add_argument("--save-format", default=None, choices=["pt", "png", "jpeg75"])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.set_defaults(func=cmd_attack)
 
     dp = sub.add_parser("data", help="generate synthreid or check a dataset folder")
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION")

@@ -85,3 +85,55 @@ def test_train_then_eval_json_and_cross_domain(tiny_synth, tmp_path, capsys):
 def test_eval_missing_checkpoint(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, tmp_path, capsys):
+    import json
+
+    import torch
+
+    from reidbench.attacks import load_adversarial
+    from reidbench.data import load_dataset
+    from reidbench.evaluation import evaluate_features, extract_features
+    from reidbench.attacks.evaluate import prepare_evalset
+    from reidbench.models import load_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "2", "--out", str(out),
+                 "--no-eval", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    saved = tmp_path / "adv.pt"
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "sma", "--eps", "4/255", "--steps", "3", "--json", "--save", str(saved)]) == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(obj) >= {"clean", "attacked", "linf_max", "l2_mean", "seconds"}
+    assert obj["linf_max"] <= 4 / 255 + 1e-6 and obj["io"] == "png"
+    assert obj["attacked"] != obj["clean"]  # (a 2-epoch model is near chance: no claim on the direction)
+    # the saved uint8 queries evaluate to exactly the reported numbers
+    adv, meta = load_adversarial(saved)
+    model, _ = load_checkpoint(out / "model.pt")
+    ds = load_dataset("synthreid", tiny_synth)
+    ev = prepare_evalset(model, ds)
+    m = evaluate_features(extract_features(model, (adv * 255).round().to(torch.uint8)), ev.g_feats, ev.q_pids,
+                          ev.g_pids, ev.q_camids, ev.g_camids)
+    assert round(m["mAP"], 4) == obj["attacked"]["mAP"] and round(m["R1"], 4) == obj["attacked"]["R1"]
+    assert "SMA(" in meta["attack"]
+
+
+def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+                 "--no-eval"]) == 0
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "mifgsm", "--steps", "2", "--rerank"]) == 0
+    text = capsys.readouterr().out
+    assert "mifgsm + re-ranking" in text and "L-inf max" in text
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "mifgsm", "--steps", "3", "--side", "gallery", "--json"]) == 0
+    import json
+
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert obj["side"] == "gallery" and obj["attacked"]["mAP"] < obj["clean"]["mAP"]
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "smaa"]) == 2
+    assert "Did you mean 'sma'?" in capsys.readouterr().err

@@ -72,7 +72,9 @@ class FNA(MetricAttack):
 @ATTACKS.register("fna-pull", aliases=("fnapull",), paper="Bouniot et al., CVPRW 2020",
                   threat_model="white-box; needs a labelled image set (the attacker's own)")
 class FNAPull(FNA):
-    """FNA with only the pulling term (towards the furthest identity's centroid)."""
+    """FNA-pull (Bouniot et al., CVPRW 2020): :class:`FNA` with only the pulling term, towards
+    the centroid of the furthest identity. Threat model: white-box; the attacker holds a labelled
+    image set."""
 
     name = "fna-pull"
 

@@ -92,7 +92,8 @@ class LTA(MetricAttack):
 @ATTACKS.register("lta-star", aliases=("lta*", "ltastar"), paper="Gong et al., CVPR 2022, Table 1",
                   threat_model="white-box; needs only the attacked image")
 class LTAStar(LTA):
-    """LTA* (seed Table 1): LTA with one LGT reference drawn once and reused for every step."""
+    """LTA* (Gong et al., CVPR 2022, Table 1): :class:`LTA` with one local-grayscale reference drawn
+    once and reused for every step. Threat model: white-box; needs only the attacked image."""
 
     name = "lta-star"
 

@@ -26,7 +26,8 @@ class MIFGSM(MetricAttack):
 
     Args (besides :class:`MetricAttack`'s):
         cross_camera: use only guides from other cameras (default True: same-camera gallery images
-            are junk in the Market protocol); False uses every same-identity gallery image.
+            are junk in the Market protocol); False uses every same-identity gallery image. Needs
+            the attacked images' camids; without them every same-identity guide is used.
         gong_faithful: the seed code's effective behaviour: a single guide, the last gallery image
             of the identity in file-name order (its loop restarts the attack per guide and keeps the
             last run).
@@ -48,7 +49,8 @@ class MIFGSM(MetricAttack):
         if context is None or context.gallery is None:
             raise ValueError(f"{type(self).__name__} needs context=AttackContext(gallery=FeatureBank(features, "
                              "pids, camids)): the guide features of the query's identity")
-        guides, valid = gather_guides(context.gallery, pids, camids, self.cross_camera, self.gong_faithful)
+        cross = self.cross_camera and camids is not None
+        guides, valid = gather_guides(context.gallery, pids, camids, cross, self.gong_faithful)
         weights = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
         return {"guides": guides.detach(), "weights": weights}
 
@@ -64,7 +66,9 @@ class MIFGSM(MetricAttack):
 @ATTACKS.register("mmifgsm", aliases=("m-mi-fgsm", "mi-fgsm", "m-mifgsm"), paper=_PAPER,
                   threat_model="white-box; needs the gallery images of the query's identity")
 class MMIFGSM(MIFGSM):
-    """Metric MI-FGSM: :class:`MIFGSM` with momentum mu = 1 (L1-normalised gradients)."""
+    """Metric MI-FGSM (Bai et al., arXiv 1901.10650): :class:`MIFGSM` with momentum mu = 1 on
+    L1-normalised gradients. Threat model: white-box; the attacker knows the gallery images of the
+    query's identity."""
 
     name = "mmifgsm"
 
@@ -75,7 +79,9 @@ class MMIFGSM(MIFGSM):
 @ATTACKS.register("mfgsm", aliases=("m-fgsm", "fgsm", "metric-fgsm"), paper=_PAPER,
                   threat_model="white-box; needs the gallery images of the query's identity")
 class MFGSM(MIFGSM):
-    """Metric FGSM: one step of size eps along the sign of the guide objective's gradient."""
+    """Metric FGSM (Bai et al., arXiv 1901.10650): one step of size eps along the sign of the
+    gradient of the guide objective of :class:`MIFGSM`. Threat model: white-box; the attacker
+    knows the gallery images of the query's identity."""
 
     name = "mfgsm"
 

@@ -18,7 +18,12 @@ class ODFA(MetricAttack):
     """Drive the query feature towards the opposite of its clean direction.
 
     Objective: minimise ``||phi^(x') + phi^(x)||^2`` (``phi^`` L2-normalised), i.e. maximise its
-    negative -- equivalently lower ``cos(phi(x'), phi(x))``. No random start. The U-turn code uses
+    negative -- equivalently lower ``cos(phi(x'), phi(x))``.
+
+    Random start on by default, a deliberate deviation: at ``x' = x`` the difference
+    ``phi^(x') + phi^(x) = 2 phi^(x)`` is radial and the normalisation's Jacobian removes it, so the
+    exact gradient is zero there (U-turn's code starts at ``x`` and moves only through
+    floating-point noise). ``random_start=False`` gives the reference behaviour. The U-turn code uses
     ``steps = min(eps + 4, 1.25 eps)`` (eps in grey levels); reidbench defaults to 15 steps so that
     every attack of the leaderboard runs the same protocol (pass ``steps`` to change it).
 
@@ -27,6 +32,9 @@ class ODFA(MetricAttack):
     """
 
     name = "odfa"
+
+    def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, random_start=True, **kw) -> None:
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, **kw)
 
     def prepare(self, x, pids, camids, context):
         with torch.no_grad():

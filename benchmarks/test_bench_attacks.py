@@ -1,0 +1,90 @@
+"""Attack engine speed (issue 5).
+
+* overhead: one step of the engine vs one hand-written forward + backward-to-input of the same
+  model at the same batch size (weights frozen in both) -- target <= 1.10x;
+* batching: SMA on 32 queries as one batch vs one query at a time, per image, for a
+  ResNet-18-sized model at 128x64 -- target >= 2.5x on CPU.
+"""
+
+import pytest
+import torch
+import torchvision
+
+from reidbench.attacks import SMA
+from reidbench.models import ModuleEmbedder, build_architecture
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def frozen(model):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval().to(DEVICE)
+
+
+MODELS = {
+    "ft_net-R50-256x128-b16": (lambda: build_architecture("ft_net", 751), (256, 128), 16),
+    "resnet-small-128x64-b64": (lambda: build_architecture("resnet-small", 751), (128, 64), 64),
+}
+
+
+@pytest.mark.parametrize("which", list(MODELS))
+@pytest.mark.benchmark(group="attack step overhead")
+def test_raw_forward_backward_baseline(benchmark, which):
+    make, size, batch = MODELS[which]
+    torch.manual_seed(0)
+    model = frozen(make())
+    x = torch.rand(batch, 3, *size, device=DEVICE)
+    with torch.no_grad():
+        ref = model(x)
+
+    def step():
+        xa = x.detach().requires_grad_(True)
+        loss = (model(xa) - ref).pow(2).sum()
+        (g,) = torch.autograd.grad(loss, xa)
+        return (xa + g.sign() / 255).clamp(0, 1)
+
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("which", list(MODELS))
+@pytest.mark.benchmark(group="attack step overhead")
+def test_reidbench_engine_step(benchmark, which):
+    make, size, batch = MODELS[which]
+    torch.manual_seed(0)
+    model = make().to(DEVICE)
+    x = torch.rand(batch, 3, *size, device=DEVICE)
+    atk = SMA(model, steps=1)
+    with atk._attack_mode():
+        atk._generator = torch.Generator().manual_seed(0)
+        state = atk.prepare(x, None, None, None)
+        x0 = atk.init(x)
+        benchmark.pedantic(atk.run_steps, args=(x0, state), rounds=5, iterations=1, warmup_rounds=1)
+
+
+def resnet18_embedder():
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = torch.nn.Identity()
+    return ModuleEmbedder(net, input_size=(128, 64), flip_tta=False)
+
+
+@pytest.mark.benchmark(group="SMA 32 queries, ResNet-18 128x64")
+def test_sma_batched_reidbench(benchmark):
+    torch.manual_seed(0)
+    model = resnet18_embedder().to(DEVICE)
+    x = torch.rand(32, 3, 128, 64, device=DEVICE)
+    atk = SMA(model, steps=5)
+    benchmark.pedantic(atk, args=(x,), rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="SMA 32 queries, ResNet-18 128x64")
+def test_sma_one_at_a_time_baseline(benchmark):
+    torch.manual_seed(0)
+    model = resnet18_embedder().to(DEVICE)
+    x = torch.rand(32, 3, 128, 64, device=DEVICE)
+    atk = SMA(model, steps=5)
+
+    def one_by_one():
+        return torch.cat([atk(x[i:i + 1]) for i in range(len(x))])
+
+    benchmark.pedantic(one_by_one, rounds=2, iterations=1, warmup_rounds=1)
