@@ -119,6 +119,18 @@ def _device(name: str | None) -> str:
     return name
 
 
+def _checkpoint_and_data(args: argparse.Namespace):
+    """(device, model, checkpoint card, dataset): the dataset defaults to the one the model was
+    trained on (``--dataset`` evaluates across domains)."""
+    from .models import load_checkpoint
+
+    device = _device(args.device)
+    model, card = load_checkpoint(args.checkpoint, device=device)
+    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
+    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
+    return device, model, card, _load_data(name, args.data_root, size, not args.quiet)
+
+
 def _metrics_table(rows: dict[str, dict]) -> str:
     keys = ("R1", "R5", "R10", "mAP", "mINP")
     return tabulate([[name] + [f"{m[k]:.2f}" for k in keys] for name, m in rows.items()],
@@ -156,13 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from .evaluation import evaluate_model
-    from .models import load_checkpoint
 
-    device = _device(args.device)
-    model, card = load_checkpoint(args.checkpoint, device=device)
-    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
-    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
-    ds = _load_data(name, args.data_root, size, not args.quiet)
+    device, model, card, ds = _checkpoint_and_data(args)
     trained_on = card.get("dataset", {})
     if trained_on.get("name") == ds.name and trained_on.get("fingerprint") not in (None, ds.fingerprint()):
         log.warning("the %s files differ from the ones the model was trained with (fingerprint mismatch)", ds.name)
@@ -210,13 +217,8 @@ def _attack_kwargs(args: argparse.Namespace) -> dict:
 def cmd_attack(args: argparse.Namespace) -> int:
     from .attacks import build_attack, save_adversarial
     from .attacks.evaluate import evaluate_attack, prepare_evalset
-    from .models import load_checkpoint
 
-    device = _device(args.device)
-    model, card = load_checkpoint(args.checkpoint, device=device)
-    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
-    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
-    ds = _load_data(name, args.data_root, size, not args.quiet)
+    device, model, card, ds = _checkpoint_and_data(args)
     kw = _attack_kwargs(args)
     io = args.io
     if args.save and io == "memory":

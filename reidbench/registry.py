@@ -78,6 +78,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, RegistryEntry[T]] = {}
         self._lookup: dict[str, str] = {}  # normalised name or alias -> canonical name
+        self._prefixes: dict[str, Callable[[str], Any]] = {}
 
     def register(
         self,
@@ -110,7 +111,18 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_prefix(self, prefix: str, resolver: Callable[[str], Any], paper: str = "") -> None:
+        """Names ``prefix:<rest>`` resolve through ``resolver(rest)`` (e.g. ``ta:PGD`` for any
+        torchattacks attack); the rest keeps its case."""
+        self._prefixes[prefix.lower().rstrip(":") + ":"] = resolver
+        self._prefix_papers = getattr(self, "_prefix_papers", {})
+        self._prefix_papers[prefix.lower().rstrip(":") + ":"] = paper
+
     def entry(self, name: str) -> RegistryEntry[T]:
+        head, sep, rest = name.strip().partition(":")
+        if sep and (head.lower() + ":") in self._prefixes:
+            obj = self._prefixes[head.lower() + ":"](rest)
+            return RegistryEntry(f"{head.lower()}:{rest}", obj, (), self._prefix_papers.get(head.lower() + ":", ""))
         key = _normalise(name)
         canonical = self._lookup.get(key)
         if canonical is None:
@@ -127,7 +139,8 @@ class Registry(Generic[T]):
             return f"unknown {self.kind} {name!r}: no {self.kind} is registered"
         close = difflib.get_close_matches(_normalise(name), list(self._lookup), n=1, cutoff=0.5)
         hint = f" Did you mean {self._lookup[close[0]]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known)}."
+        prefixes = "".join(f" Also: {p}<name>." for p in self._prefixes)
+        return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known)}.{prefixes}"
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -136,7 +149,10 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _normalise(name) in self._lookup
+        if not isinstance(name, str):
+            return False
+        head, sep, _ = name.strip().partition(":")
+        return (sep and (head.lower() + ":") in self._prefixes) or _normalise(name) in self._lookup
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

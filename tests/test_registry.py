@@ -69,3 +69,26 @@ def test_builtin_dataset_registry():
 
     assert {"market1501", "dukemtmcreid", "msmt17", "cuhk03np", "synthreid"} <= set(DATASETS.names())
     assert DATASETS.get("Market-1501") is DATASETS.get("market")
+
+
+def test_prefix_names_resolve_through_their_resolver():
+    reg, MIFGSM, _ = make_registry()
+    reg.register_prefix("ta", lambda rest: ("wrapped", rest), paper="torchattacks")
+    assert reg.get("ta:PGD") == ("wrapped", "PGD") and reg.get("TA:FGSM") == ("wrapped", "FGSM")
+    assert "ta:anything" in reg and reg.entry("ta:PGD").paper == "torchattacks"
+    with pytest.raises(KeyError, match="Also: ta:<name>"):
+        reg.get("nope")
+
+
+def test_torchattacks_names_through_the_attack_registry():
+    import torch
+
+    from reidbench.attacks import TorchattacksAttack
+    from reidbench.models import build_architecture
+    from reidbench.registry import ATTACKS
+
+    model = build_architecture("resnet-small", 3, widths=(8, 8, 8, 8)).eval()
+    atk = ATTACKS.get("ta:FGSM")(model, eps=2 / 255)
+    assert isinstance(atk, TorchattacksAttack)
+    x = torch.rand(2, 3, 32, 16)
+    assert float((atk(x) - x).abs().max()) <= 2 / 255 + 1e-6

@@ -31,9 +31,18 @@ __all__ = [
 ]
 
 
+def _torchattacks_factory(attack: str):
+    def factory(model: nn.Module, **kwargs: Any) -> TorchattacksAttack:
+        return TorchattacksAttack(model, attack, **kwargs)
+
+    factory.__doc__ = f"torchattacks.{attack} on the model's identity head"
+    return factory
+
+
+ATTACKS.register_prefix(TA_PREFIX, _torchattacks_factory, paper="torchattacks (Kim, arXiv 2010.01950)")
+
+
 def build_attack(name: str, model: nn.Module, **kwargs: Any):
     """The attack registered as ``name`` (aliases, any case) built on ``model``; ``"ta:PGD"`` and
     friends wrap a torchattacks attack around the model's identity head."""
-    if name.lower().startswith(TA_PREFIX):
-        return TorchattacksAttack(model, name[len(TA_PREFIX):], **kwargs)
     return ATTACKS.get(name)(model, **kwargs)

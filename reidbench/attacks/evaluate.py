@@ -43,6 +43,16 @@ class EvalSet:
                              attacker_set=FeatureBank(self.q_feats, self.q_pids, self.q_camids))
 
 
+@torch.no_grad()
+def _eval_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        return model(x)
+    finally:
+        model.train(was)
+
+
 def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device = "cpu", batch_size: int = 128,
                     progress: bool = False) -> EvalSet:
     from pathlib import Path
@@ -78,11 +88,7 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
         delta = (adv - x).flatten(1)
         linf.append(delta.abs().amax(1).cpu())
         l2.append(delta.norm(dim=1).cpu())
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            feats.append(model(adv))
-            model.train(was)
+        feats.append(_eval_features(model, adv))
         if keep_images:
             kept.append(adv.detach().cpu())
     seconds = time.perf_counter() - t0
@@ -136,11 +142,7 @@ def evaluate_gallery_attack(attack, dataset, model: torch.nn.Module, evalset: Ev
         delta = (adv - x).flatten(1)
         linf.append(delta.abs().amax(1).cpu())
         l2.append(delta.norm(dim=1).cpu())
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            feats[idx] = model(adv)
-            model.train(was)
+        feats[idx] = _eval_features(model, adv)
     seconds = time.perf_counter() - t0
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)

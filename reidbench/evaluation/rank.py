@@ -230,6 +230,7 @@ def _sparse_ranks(d, hit_sorted, n_hit, not_negative):
 
 def _stable_ranks(d_row, hit_row, neg_row):
     """Exact ranks of the true matches for one query, ties broken by gallery index (stable sort)."""
-    kept = (hit_row | neg_row).nonzero().flatten()
+    # items farther than the last true match cannot change a rank: leave them out of the sort
+    kept = ((hit_row | neg_row) & (d_row <= d_row[hit_row].max())).nonzero().flatten()
     order = torch.sort(d_row[kept], stable=True).indices
     return (hit_row[kept][order]).nonzero().flatten()

@@ -60,7 +60,7 @@ def re_ranking(
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     n = nq + ng
     for name, x in (("q_g_dist", qg), ("q_q_dist", qq), ("g_g_dist", gg)):
-        if not torch.isfinite(x).all():
+        if not _all_finite(x):
             raise ValueError(f"{name} holds NaN or inf; re-ranking needs finite distances")
     blocks = _Blocks(qg, qq, gg)
     chunk = max(1, min(n, int(max_memory_gb * (1 << 30)) // (n * 4 * 4)))
@@ -199,6 +199,13 @@ def _looks_symmetric(a: torch.Tensor, samples: int = 20000) -> bool:
     j = torch.randint(0, n, (samples,), generator=g).to(a.device)
     scale = a[i, j].abs().max().clamp(min=1e-30)
     return bool(((a[i, j] - a[j, i]).abs() <= 1e-6 * scale).all())
+
+
+def _all_finite(x: torch.Tensor, rows: int = 1024) -> bool:
+    """``isfinite(x).all()`` without a full-size temporary (torch's isfinite allocates |x|)."""
+    if bool(torch.isfinite(x.sum())):  # a NaN or inf makes the sum non-finite
+        return True
+    return all(bool(torch.isfinite(x[s:s + rows]).all()) for s in range(0, x.shape[0], rows))
 
 
 def _chunks(n, nq, size):

@@ -33,6 +33,15 @@ def _torchvision_backbone(name: str, pretrained: bool):
     return torchvision.models.densenet121(weights=weights)
 
 
+def _resnet50_trunk(pretrained: bool, last_stride: int) -> nn.Sequential:
+    """ResNet-50 up to layer4 (no pooling, no fc); ``last_stride`` 1 keeps layer4 at stride 16."""
+    net = _torchvision_backbone("resnet50", pretrained)
+    if last_stride == 1:
+        net.layer4[0].conv2.stride = (1, 1)
+        net.layer4[0].downsample[0].stride = (1, 1)
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+
+
 class _ClassBlock(nn.Module):
     """The seed's (Zheng's) head: Linear -> BN1d -> Dropout -> Linear(classes)."""
 
@@ -67,12 +76,7 @@ class FtNet(Embedder):
     def __init__(self, num_classes: int, input_size=(256, 128), last_stride: int = 2, bottleneck: int = 512,
                  dropout: float = 0.5, pretrained: bool = False, **kw) -> None:
         super().__init__(input_size, **kw)
-        net = _torchvision_backbone("resnet50", pretrained)
-        if last_stride == 1:
-            net.layer4[0].conv2.stride = (1, 1)
-            net.layer4[0].downsample[0].stride = (1, 1)
-        self.backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
-                                      net.layer3, net.layer4)
+        self.backbone = _resnet50_trunk(pretrained, last_stride)
         self.block = _ClassBlock(2048, num_classes, bottleneck, dropout)
         self._dim = bottleneck
 
@@ -137,12 +141,7 @@ class BNNeckResNet50(Embedder):
     def __init__(self, num_classes: int, input_size=(256, 128), last_stride: int = 1, pretrained: bool = False,
                  **kw) -> None:
         super().__init__(input_size, **kw)
-        net = _torchvision_backbone("resnet50", pretrained)
-        if last_stride == 1:
-            net.layer4[0].conv2.stride = (1, 1)
-            net.layer4[0].downsample[0].stride = (1, 1)
-        self.backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
-                                      net.layer3, net.layer4)
+        self.backbone = _resnet50_trunk(pretrained, last_stride)
         self.neck = _BNNeck(2048, num_classes)
 
     def head(self, x):
