@@ -27,6 +27,10 @@ class ODFA(MetricAttack):
     ``steps = min(eps + 4, 1.25 eps)`` (eps in grey levels); reidbench defaults to 15 steps so that
     every attack of the leaderboard runs the same protocol (pass ``steps`` to change it).
 
+    On L2-normalised features (reidbench's models) this objective equals SMA's up to sign and a
+    constant (``||f' + f||^2 = 2 + 2 cos`` vs ``||f' - f||^2 = 2 - 2 cos``): from the same start the
+    two attacks take the same steps. They differ on unnormalised features.
+
     Threat model: white-box; needs only the attacked image. The sign follows the U-turn code
     (minimisation); CEA's re-implementation maximises the distance to ``-f`` (wrong sign).
     """
