@@ -131,6 +131,18 @@ def _checkpoint_and_data(args: argparse.Namespace):
     return device, model, card, _load_data(name, args.data_root, size, not args.quiet)
 
 
+def _test_defense(args: argparse.Namespace, card: dict):
+    """The test-time defense: --defense NAME (none to disable), else the one the preset carries."""
+    from .defenses import build_defense
+
+    name = getattr(args, "defense", None)
+    if name is None:
+        name = card.get("test_defense")
+    if not name or name.lower() == "none":
+        return None
+    return build_defense(name)
+
+
 def _metrics_table(rows: dict[str, dict]) -> str:
     keys = ("R1", "R5", "R10", "mAP", "mINP")
     return tabulate([[name] + [f"{m[k]:.2f}" for k in keys] for name, m in rows.items()],
@@ -158,7 +170,12 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")
     print(f"checkpoint: {out / 'model.pt'} (sidecar {out / 'model.json'})")
     if not args.no_eval:
-        m = evaluate_model(result.model, ds, device=device, progress=not args.quiet)
+        eval_model = result.model
+        if card.get("test_defense"):
+            from .defenses import DefendedModel, build_defense
+
+            eval_model = DefendedModel(result.model, build_defense(card["test_defense"]))
+        m = evaluate_model(eval_model, ds, device=device, progress=not args.quiet)
         print(_metrics_table({f"{ds.name} (clean)": m}))
         (out / "eval.json").write_text(json.dumps({k: m[k] for k in ("R1", "R5", "R10", "mAP", "mINP")}, indent=2) + "\n")
     return 0
@@ -173,6 +190,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     trained_on = card.get("dataset", {})
     if trained_on.get("name") == ds.name and trained_on.get("fingerprint") not in (None, ds.fingerprint()):
         log.warning("the %s files differ from the ones the model was trained with (fingerprint mismatch)", ds.name)
+    defense = _test_defense(args, card)
+    if defense is not None:
+        from .defenses import DefendedModel
+
+        model = DefendedModel(model, defense)
     m = evaluate_model(model, ds, rerank=args.rerank, batch_size=args.batch_size, device=device,
                        progress=not args.quiet, ap=args.ap)
     keys = ("R1", "R5", "R10", "mAP", "mINP")
@@ -181,14 +203,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.rerank:
             obj["rerank"] = {k: round(m["rerank"][k], 4) for k in keys}
         obj.update({"dataset": ds.name, "checkpoint": str(args.checkpoint), "trained_on": trained_on.get("name"),
-                    "ap": args.ap})
+                    "ap": args.ap, "defense": defense.name if defense is not None else None})
         print(json.dumps(obj))
         return 0
     rows = {f"{card.get('preset', card['arch'])} on {ds.name}": m}
     if args.rerank:
         rows["+ re-ranking"] = m["rerank"]
     cross = f" (cross-domain: trained on {trained_on.get('name')})" if trained_on.get("name") not in (None, ds.name) else ""
-    print(f"{args.checkpoint}{cross}, AP: {args.ap}")
+    print(f"{args.checkpoint}{cross}, AP: {args.ap}, test-time defense: {defense!r}")
     print(_metrics_table(rows))
     return 0
 
@@ -225,17 +247,27 @@ def cmd_attack(args: argparse.Namespace) -> int:
         io = "jpeg75" if args.save_format == "jpeg75" else "png"
     if io != "memory" and not args.attack.lower().startswith("ta:"):
         kw["quantize"] = True
-    attack = build_attack(args.attack, model, **kw)
-    evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet)
+    from .defenses import DefendedModel
+
+    defense = _test_defense(args, card)
+    if args.adaptive and defense is None:
+        raise CLIError("--adaptive attacks through a test-time defense: give --defense NAME (or a preset that has one)")
+    attack_model = DefendedModel(model, defense, adaptive=True) if args.adaptive else model
+    if args.adaptive and not defense.deterministic and not args.attack.lower().startswith("ta:"):
+        kw.setdefault("eot_samples", args.eot)
+    attack = build_attack(args.attack, attack_model, **kw)
+    evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense,
+                              adaptive=args.adaptive)
+    eval_model = DefendedModel(model, defense) if defense is not None else model
     if args.side == "gallery":
         from .attacks.evaluate import evaluate_gallery_attack
 
         if args.save or io != "memory":
             raise CLIError("--side gallery evaluates in memory only (no --save / --io)")
-        res = evaluate_gallery_attack(attack, ds, model, evalset, batch_size=args.batch_size, device=device,
+        res = evaluate_gallery_attack(attack, ds, eval_model, evalset, batch_size=args.batch_size, device=device,
                                       rerank=args.rerank, progress=not args.quiet)
     else:
-        res = evaluate_attack(attack, evalset, model, batch_size=args.batch_size, device=device, io=io,
+        res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=io,
                               rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save))
     keys = ("R1", "R5", "R10", "mAP", "mINP")
     if args.save:
@@ -248,7 +280,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
                "attacked": {k: round(res["attacked"][k], 4) for k in keys},
                "linf_max": res["linf_max"], "linf_mean": res["linf_mean"], "l2_mean": res["l2_mean"],
                "seconds": round(res["seconds"], 3), "attack": repr(attack), "dataset": ds.name, "io": io,
-               "side": args.side}
+               "side": args.side, "defense": defense.name if defense is not None else None,
+               "adaptive": bool(args.adaptive)}
         if args.rerank:
             obj["clean"]["rerank"] = {k: round(res["clean"]["rerank"][k], 4) for k in keys}
             obj["attacked"]["rerank"] = {k: round(res["attacked"]["rerank"][k], 4) for k in keys}
@@ -258,8 +291,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.rerank:
         rows["clean + re-ranking"] = res["clean"]["rerank"]
         rows[f"{attack.name} + re-ranking"] = res["attacked"]["rerank"]
+    threat = "adaptive (through the defense)" if args.adaptive else ("oblivious of the defense" if defense else "white-box")
     print(f"{repr(attack)} on {card.get('preset', card['arch'])} / {ds.name} ({args.side} side, "
-          f"{len(evalset.q_pids)} queries, io: {io})")
+          f"{len(evalset.q_pids)} queries, io: {io}); test-time defense: {defense!r}; attack: {threat}")
     print(_metrics_table(rows))
     print(f"perturbation: L-inf max {res['linf_max'] * 255:.2f}/255, mean {res['linf_mean'] * 255:.2f}/255; "
           f"L2 mean {res['l2_mean']:.4f}; attack time {res['seconds']:.1f} s")
@@ -306,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--ap", default="torchreid", choices=["torchreid", "market_official"])
     ep.add_argument("--batch-size", type=int, default=128)
     ep.add_argument("--device", default="auto")
+    ep.add_argument("--defense", default=None,
+                    help="test-time defense (cs, cs-r, jpeg, bitdepth, rrp, none; default: the preset's)")
     ep.add_argument("--json", action="store_true", help="print one JSON object")
     ep.set_defaults(func=cmd_eval)
 
@@ -330,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "identity with the queries as guides (Bai et al.; M-IFGSM family)")
     ap.add_argument("--save", default=None, help="save the adversarial queries: FILE.pt or a folder")
     ap.add_argument("--save-format", default=None, choices=["pt", "png", "jpeg75"])
+    ap.add_argument("--defense", default=None,
+                    help="test-time defense on query and gallery (cs, cs-r, jpeg, bitdepth, rrp, none; "
+                         "default: the preset's, e.g. cs for jad)")
+    ap.add_argument("--adaptive", action="store_true",
+                    help="attack through the test-time defense (differentiable version or BPDA; EOT if randomised)")
+    ap.add_argument("--eot", type=int, default=10, help="EOT samples per step for randomised defenses (with --adaptive)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.set_defaults(func=cmd_attack)
 

@@ -37,10 +37,16 @@ class EvalSet:
     g_pids: torch.Tensor
     g_camids: torch.Tensor
     query_names: list[str] = field(default_factory=list)
+    # what the attacker knows, when it differs from the defended evaluation features (an attacker
+    # oblivious of a test-time defense computes its guides without it)
+    ctx_q_feats: torch.Tensor | None = None
+    ctx_g_feats: torch.Tensor | None = None
 
     def context(self) -> AttackContext:
-        return AttackContext(gallery=FeatureBank(self.g_feats, self.g_pids, self.g_camids),
-                             attacker_set=FeatureBank(self.q_feats, self.q_pids, self.q_camids))
+        qf = self.q_feats if self.ctx_q_feats is None else self.ctx_q_feats
+        gf = self.g_feats if self.ctx_g_feats is None else self.ctx_g_feats
+        return AttackContext(gallery=FeatureBank(gf, self.g_pids, self.g_camids),
+                             attacker_set=FeatureBank(qf, self.q_pids, self.q_camids))
 
 
 @torch.no_grad()
@@ -54,18 +60,27 @@ def _eval_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device = "cpu", batch_size: int = 128,
-                    progress: bool = False) -> EvalSet:
+                    progress: bool = False, defense=None, adaptive: bool = False) -> EvalSet:
+    """Decode query and gallery and compute their features once. With a test-time ``defense`` the
+    evaluation features go through it; the attacker's guide features too when ``adaptive``, and
+    not when the attacker is oblivious of the defense."""
     from pathlib import Path
 
     from ..data import load_images
+    from ..defenses import DefendedModel
 
     q = load_images(dataset.query, progress=progress, desc="decoding query")
     g = load_images(dataset.gallery, progress=progress, desc="decoding gallery")
-    qf = extract_features(model, q.images, batch_size, device, progress, "query features")
-    gf = extract_features(model, g.images, batch_size, device, progress, "gallery features")
+    eval_model = DefendedModel(model, defense) if defense is not None else model
+    qf = extract_features(eval_model, q.images, batch_size, device, progress, "query features")
+    gf = extract_features(eval_model, g.images, batch_size, device, progress, "gallery features")
     dev = qf.device
-    return EvalSet(q.images, q.pids.to(dev), q.camids.to(dev), qf, gf, g.pids.to(dev), g.camids.to(dev),
-                   [Path(s.path).name for s in q.samples])
+    ev = EvalSet(q.images, q.pids.to(dev), q.camids.to(dev), qf, gf, g.pids.to(dev), g.camids.to(dev),
+                 [Path(s.path).name for s in q.samples])
+    if defense is not None and not adaptive:
+        ev.ctx_q_feats = extract_features(model, q.images, batch_size, device, progress, "query features (attacker)")
+        ev.ctx_g_feats = extract_features(model, g.images, batch_size, device, progress, "gallery features (attacker)")
+    return ev
 
 
 def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,

@@ -1,29 +1,122 @@
-"""Building blocks of the seed paper's proactive defense PD (Gong et al., CVPR 2022), usable alone.
+"""The seed paper's proactive defense PD (Gong, Huang, Chen, CVPR 2022, section 3.2.1) and its pieces.
 
-This module currently provides the local grayscale transformation :func:`lgt` (also the reference
-generator of the LTA attack) and :func:`grayscale`; channel fusion, sketch, AutoAugment and the
-local homogeneous transformation join it with the defenses (issue 6).
+PD is a training-time augmentation that shows the model homogeneous modalities of its images --
+grayscale, channel mixtures with grayscale or a sketch ("channel fusion"), AutoAugment, and a
+rectangle of such a modality pasted into the colour image ("local homogeneous transformation") --
+so that it stops relying on colour, the cue that colour attacks exploit.
+
+Every piece works on float images in [0, 1], (3, H, W) or (N, 3, H, W), draws its randomness from an
+explicit ``torch.Generator`` and returns a new tensor:
+
+* :func:`grayscale`, :func:`sketch`, :func:`channel_fusion`, :func:`autoaugment`,
+* :func:`lgt` (local grayscale, also LTA's reference) and :func:`lht` (local homogeneous),
+* :class:`ProactiveDefense` composes them with the seed code's probabilities (``Fuse_LFusePR``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["grayscale", "lgt", "sample_rectangles"]
+from ..registry import DEFENSES
+from .base import Defense
+
+__all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles",
+           "ProactiveDefense", "PD_CODE", "PD_PAPER"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 
 
+def _batched(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    return (x[None], True) if x.ndim == 3 else (x, False)
+
+
 def grayscale(x: torch.Tensor, quantize: bool = False) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> luma replicated over 3 channels. ``quantize=True`` reproduces PIL's
-    8-bit ``convert("L")`` on images truncated to uint8 (as ``ToPILImage`` does)."""
+    """Luma replicated over 3 channels. ``quantize=True`` reproduces PIL's 8-bit ``convert("L")`` of
+    images truncated to uint8 (as ``ToPILImage`` does)."""
+    xb, single = _batched(x)
     if quantize:
-        u = (x * 255).floor().clamp(0, 255).to(torch.int64)  # ToPILImage truncates
+        u = (xb * 255).floor().clamp(0, 255).to(torch.int64)  # ToPILImage truncates
         luma = (u[:, 0] * 19595 + u[:, 1] * 38470 + u[:, 2] * 7471 + 0x8000) >> 16
-        g = luma.to(x.dtype) / 255
+        g = luma.to(xb.dtype) / 255
     else:
-        g = _LUMA[0] * x[:, 0] + _LUMA[1] * x[:, 1] + _LUMA[2] * x[:, 2]
-    return g[:, None].expand(-1, 3, -1, -1)
+        g = _LUMA[0] * xb[:, 0] + _LUMA[1] * xb[:, 1] + _LUMA[2] * xb[:, 2]
+    out = g[:, None].expand(-1, 3, -1, -1).contiguous()
+    return out[0] if single else out
+
+
+def _gaussian_kernel(size: int, sigma: float, device, dtype) -> torch.Tensor:
+    r = torch.arange(size, device=device, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-(r ** 2) / (2 * sigma ** 2))
+    return (k / k.sum()).to(dtype)
+
+
+def _reflect101(n: int, pad: int, device) -> torch.Tensor:
+    """Source indices of positions -pad .. n + pad - 1 under reflect-101 (…2 1 | 0 1 2 … n-1 | n-2 …)."""
+    i = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * n - 2
+    i = i.remainder(period)
+    return torch.where(i >= n, period - i, i)
+
+
+def sketch(x: torch.Tensor, ksize: int = 27, sigma: float | None = None) -> torch.Tensor:
+    """Pencil sketch of the luma, as the seed's ``toSketch``: invert, Gaussian blur (27 x 27, sigma from
+    OpenCV's rule ``0.3 ((k - 1) / 2 - 1) + 0.8`` = 4.4), colour-dodge ``L * 256 / (255 - blur)``
+    (saturating; a zero divisor gives 0, as ``cv2.divide``), in 8-bit arithmetic. Returns the sketch
+    replicated over 3 channels."""
+    xb, single = _batched(x)
+    sigma = 0.3 * ((ksize - 1) / 2 - 1) + 0.8 if sigma is None else sigma
+    lum = torch.round(grayscale(xb, quantize=False)[:, :1] * 255)
+    inv = 255 - lum
+    k = _gaussian_kernel(ksize, sigma, xb.device, torch.float32)
+    pad = ksize // 2
+    h, w = inv.shape[-2:]
+    # OpenCV's BORDER_REFLECT_101, also for images smaller than the kernel
+    padded = inv.float()[..., _reflect101(h, pad, xb.device)[:, None], _reflect101(w, pad, xb.device)[None, :]]
+    blur = F.conv2d(padded, k.view(1, 1, 1, -1))
+    blur = torch.round(F.conv2d(blur, k.view(1, 1, -1, 1)))
+    denom = 255 - blur
+    dodge = torch.where(denom > 0, torch.round(lum.float() * 256 / denom.clamp(min=1)), torch.zeros_like(denom))
+    out = (dodge.clamp(0, 255) / 255).to(xb.dtype).expand(-1, 3, -1, -1).contiguous()
+    return out[0] if single else out
+
+
+def channel_fusion(x: torch.Tensor, other: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The seed's ``random_choose(R, G, B, X)``: shuffle the five channels [R, G, B, X, X] and keep the
+    first three, per image. Hence 10 % of the results contain no X channel (a permutation of R, G, B),
+    60 % one and 30 % two; ``other`` is the homogeneous image whose channel is X (gray or sketch)."""
+    xb, single = _batched(x)
+    ob, _ = _batched(other)
+    n = xb.shape[0]
+    pool = torch.cat([xb, ob[:, :1], ob[:, :1]], 1)  # (N, 5, H, W)
+    order = torch.argsort(torch.rand(n, 5, generator=generator), dim=1)[:, :3].to(xb.device)
+    out = pool.gather(1, order[:, :, None, None].expand(-1, -1, *xb.shape[2:]))
+    return out[0] if single else out
+
+
+_AUTOAUGMENT = None
+
+
+def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's ImageNet AutoAugment policy on the 8-bit image (the seed's ``AutoAugPolicy`` is
+    the same 25 sub-policies; bins and fill differ slightly). Randomness comes from ``generator``."""
+    global _AUTOAUGMENT
+    from torchvision.transforms import AutoAugment, AutoAugmentPolicy
+
+    if _AUTOAUGMENT is None:
+        _AUTOAUGMENT = AutoAugment(AutoAugmentPolicy.IMAGENET, fill=[128, 128, 128])
+    xb, single = _batched(x)
+    outs = []
+    for img in xb:
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # torchvision draws from the global generator
+            u8 = torch.round(img * 255).to(torch.uint8)
+            outs.append(_AUTOAUGMENT(u8).to(img.dtype) / 255)
+    out = torch.stack(outs)
+    return out[0] if single else out
 
 
 def sample_rectangles(n: int, h: int, w: int, generator: torch.Generator, sl: float = 0.02, sh: float = 0.4,
@@ -40,41 +133,120 @@ def sample_rectangles(n: int, h: int, w: int, generator: torch.Generator, sl: fl
     rw = torch.round(torch.sqrt(area / aspect)).long()
     u1 = torch.rand(n, attempts, generator=generator)
     u2 = torch.rand(n, attempts, generator=generator)
+    # seed code: accept if w < H and h < W; x1 in [0, W - h] (columns), y1 in [0, H - w] (rows);
+    # rows y1:y1+h and columns x1:x1+w, clipped by numpy slicing
+    ok = ((rw < h) & (rh < w)) if swapped_geometry else ((rh < h) & (rw < w))
+    first = torch.argmax(ok.int(), 1)[:, None]
+    hh, ww, a, b = (t.gather(1, first).squeeze(1) for t in (rh, rw, u1, u2))
     if swapped_geometry:
-        # seed code: accept if w < H and h < W; x1 in [0, W - h] (columns), y1 in [0, H - w] (rows);
-        # rows y1:y1+h and columns x1:x1+w, clipped by numpy slicing
-        ok = (rw < h) & (rh < w)
-        first = torch.argmax(ok.int(), 1)
-        pick = lambda t: t.gather(1, first[:, None]).squeeze(1)  # noqa: E731
-        hh, ww, a, b = pick(rh), pick(rw), pick(u1), pick(u2)
-        x1 = torch.floor(a * (w - hh + 1).clamp(min=1)).long()
-        y1 = torch.floor(b * (h - ww + 1).clamp(min=1)).long()
-        top, left, height, width = y1, x1, hh, ww
+        left = torch.floor(a * (w - hh + 1).clamp(min=1)).long()
+        top = torch.floor(b * (h - ww + 1).clamp(min=1)).long()
     else:
-        ok = (rh < h) & (rw < w)
-        first = torch.argmax(ok.int(), 1)
-        pick = lambda t: t.gather(1, first[:, None]).squeeze(1)  # noqa: E731
-        hh, ww, a, b = pick(rh), pick(rw), pick(u1), pick(u2)
         top = torch.floor(a * (h - hh + 1)).long()
         left = torch.floor(b * (w - ww + 1)).long()
-        height, width = hh, ww
     found = ok.any(1)
     rows = torch.arange(h)[None, :, None]
     cols = torch.arange(w)[None, None, :]
-    mask = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
-            & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None]) & found[:, None, None])
+    mask = ((rows >= top[:, None, None]) & (rows < (top + hh)[:, None, None])
+            & (cols >= left[:, None, None]) & (cols < (left + ww)[:, None, None]) & found[:, None, None])
     return mask.to(device)
 
 
 def lgt(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, sl: float = 0.02, sh: float = 0.4,
         r1: float = 0.3, swapped_geometry: bool = False, quantize: bool = False) -> torch.Tensor:
     """Local grayscale transformation (Gong et al., arXiv 2101.08533): with probability ``p`` per
-    image, one random rectangle is replaced by the image's grayscale. (N, 3, H, W) in [0, 1] in and
-    out; a new tensor (the input is not modified). ``quantize`` reproduces the seed code's 8-bit
-    round trip through PIL for the whole image."""
-    n, _, h, w = x.shape
-    mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=x.device)
-    apply = (torch.rand(n, generator=generator) < p).to(x.device)
+    image, one random rectangle is replaced by the image's grayscale. ``quantize`` reproduces the seed
+    code's 8-bit round trip through PIL for the whole image."""
+    xb, single = _batched(x)
+    n, _, h, w = xb.shape
+    mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
+    apply = (torch.rand(n, generator=generator) < p).to(xb.device)
     mask = mask & apply[:, None, None]
-    base = (x * 255).floor().clamp(0, 255) / 255 if quantize else x
-    return torch.where(mask[:, None], grayscale(x, quantize=quantize), base)
+    base = (xb * 255).floor().clamp(0, 255) / 255 if quantize else xb
+    out = torch.where(mask[:, None], grayscale(xb, quantize=quantize), base)
+    return out[0] if single else out
+
+
+def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """LHT's homogeneous image: gray 20 %, CF gray-RGB 20 %, CF sketch-RGB 20 %, AutoAugment 40 %."""
+    u = float(torch.rand(1, generator=generator))
+    if u < 0.2:
+        return grayscale(img)
+    if u < 0.4:
+        return channel_fusion(img, grayscale(img), generator)
+    if u < 0.6:
+        return channel_fusion(img, sketch(img), generator)
+    return autoaugment(img, generator)
+
+
+def lht(x: torch.Tensor, generator: torch.Generator, sl: float = 0.02, sh: float = 0.4, r1: float = 0.3,
+        swapped_geometry: bool = False) -> torch.Tensor:
+    """Local homogeneous transformation (seed Eqs. 7-10): one random rectangle of each image is
+    replaced by the same region of a homogeneous version of the image."""
+    xb, single = _batched(x)
+    n, _, h, w = xb.shape
+    hom = torch.stack([_homogeneous(img, generator) for img in xb])
+    mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
+    out = torch.where(mask[:, None], hom, xb)
+    return out[0] if single else out
+
+
+PD_CODE = {"p_gray": 0.05, "p_gray_rgb": 0.01, "p_sketch_rgb": 0.01, "p_aug": 0.05, "p_lht": 0.10}
+# the paper's text: augmentation 5 %, grayscale 5 %, channel fusion 5 % (split between gray and sketch), LHT 10 %
+PD_PAPER = {"p_gray": 0.05, "p_gray_rgb": 0.025, "p_sketch_rgb": 0.025, "p_aug": 0.05, "p_lht": 0.10}
+
+
+@DEFENSES.register("pd", aliases=("proactive", "proactive-defense"), paper="Gong et al., CVPR 2022 (seed), section 3.2.1",
+                   kind="training")
+class ProactiveDefense(Defense):
+    """Proactive defense PD: training augmentation with homogeneous modalities (seed ``Fuse_LFusePR``).
+
+    One uniform draw per training image chooses: full grayscale (``p_gray``), channel fusion with
+    grayscale (``p_gray_rgb``) or with a sketch (``p_sketch_rgb``), ImageNet AutoAugment (``p_aug``),
+    the local homogeneous transformation (``p_lht``), or nothing. Defaults are the seed code's
+    (README: G=0.05, G_rgb=0.01, S_rgb=0.01, Aug=0.05, F=0.1); ``preset="paper"`` uses the paper's
+    text (channel fusion 5 %). ``swapped_geometry`` uses the seed code's rectangle sampler.
+
+    Threat model: none at test time -- the defense changes the trained weights only, so every
+    white-box attack on the PD model is already adaptive.
+    """
+
+    name = "pd"
+    deterministic = True
+    differentiable = True
+
+    def __init__(self, p_gray: float | None = None, p_gray_rgb: float | None = None, p_sketch_rgb: float | None = None,
+                 p_aug: float | None = None, p_lht: float | None = None, preset: str = "code",
+                 swapped_geometry: bool = False) -> None:
+        base = {"code": PD_CODE, "paper": PD_PAPER}.get(preset)
+        if base is None:
+            raise ValueError(f"preset must be 'code' or 'paper', got {preset!r}")
+        given = {"p_gray": p_gray, "p_gray_rgb": p_gray_rgb, "p_sketch_rgb": p_sketch_rgb, "p_aug": p_aug, "p_lht": p_lht}
+        self.probs = {k: (base[k] if v is None else float(v)) for k, v in given.items()}
+        if sum(self.probs.values()) > 1 + 1e-9:
+            raise ValueError(f"PD probabilities sum to more than 1: {self.probs}")
+        self.preset = preset
+        self.swapped_geometry = swapped_geometry
+
+    def train_transform(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        u = float(torch.rand(1, generator=generator))
+        p = self.probs
+        t1 = p["p_gray"]
+        t2 = t1 + p["p_gray_rgb"]
+        t3 = t2 + p["p_sketch_rgb"]
+        t4 = t3 + p["p_aug"]
+        t5 = t4 + p["p_lht"]
+        if u < t1:
+            return grayscale(img)
+        if u < t2:
+            return channel_fusion(img, grayscale(img), generator)
+        if u < t3:
+            return channel_fusion(img, sketch(img), generator)
+        if u < t4:
+            return autoaugment(img, generator)
+        if u < t5:
+            return lht(img, generator, swapped_geometry=self.swapped_geometry)
+        return img
+
+    def config(self) -> dict:
+        return {**self.probs, "preset": self.preset, "swapped_geometry": self.swapped_geometry}

@@ -48,6 +48,10 @@ _register(ModelPreset("baseline", "normally trained ReID model: ft_net ResNet-50
           aliases=("base",))
 _register(ModelPreset("sb", "strong baseline: BNNeck ResNet-50, CE-LS + triplet (Luo et al. 2019)", arch="bnneck",
                       recipe="strong", synth_arch_kwargs={"widths": (32, 64, 128, 256)}), aliases=("strong-baseline-preset",))
+_register(ModelPreset("pd", "baseline trained with the proactive defense PD (seed, section 3.2.1)", train_defense="pd"),
+          aliases=("proactive",))
+_register(ModelPreset("jad", "joint defense JAD = PD-trained model + circuitous scaling at test time (the seed's method)",
+                      train_defense="pd", test_defense="cs"), aliases=("joint-defense",))
 _register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed's second architecture)",
                       arch="ft_net_dense", synth_arch_kwargs={"widths": (16, 40, 80, 160)}))
 

@@ -48,11 +48,18 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     num_classes = int(train.pids.max()) + 1
     model = build_architecture(arch_name, num_classes, **arch_kwargs)
     fingerprint = dataset.fingerprint()
+    train_transform = None
+    if p.train_defense:
+        from ..defenses import build_defense
+
+        defense = build_defense(p.train_defense)
+        train_transform = defense.train_transform if defense.has_train_side else None
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
-        progress=progress,
+        progress=progress, train_transform=train_transform,
         config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
-                "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)}},
+                "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
+                "train_defense": p.train_defense, "test_defense": p.test_defense},
     )
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
     card = save_checkpoint(

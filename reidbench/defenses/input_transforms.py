@@ -1,0 +1,95 @@
+"""Input-transform baselines: JPEG compression, bit-depth reduction, random resizing and padding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks.io import jpeg_roundtrip
+from ..models.base import IMAGENET_MEAN
+from ..registry import DEFENSES
+from .base import Defense
+
+__all__ = ["JPEG", "BitDepth", "RRP"]
+
+
+@DEFENSES.register("jpeg", aliases=("jpeg75",), paper="Dziugaite et al., arXiv 1608.00853; Guo et al., ICLR 2018",
+                   kind="test-time")
+class JPEG(Defense):
+    """JPEG re-encoding (Pillow, ``quality`` 75) of query and gallery images. Not differentiable:
+    adaptive attacks use BPDA (identity backward). Note the seed's pipeline applied JPEG-75 to every
+    adversarial query implicitly (it saved them as .jpg)."""
+
+    name = "jpeg"
+    deterministic = True
+    differentiable = False
+
+    def __init__(self, quality: int = 75) -> None:
+        self.quality = int(quality)
+
+    def test_transform(self, x):
+        return jpeg_roundtrip(x, self.quality)
+
+    def config(self):
+        return {"quality": self.quality}
+
+
+@DEFENSES.register("bitdepth", aliases=("bit-depth", "bits"), paper="Xu et al., NDSS 2018; Guo et al., ICLR 2018",
+                   kind="test-time")
+class BitDepth(Defense):
+    """Bit-depth reduction to ``bits`` bits per channel (3 as in Athalye et al.'s reimplementation):
+    ``uint8(x) >> (8 - bits) << (8 - bits)``. Not differentiable: BPDA for adaptive attacks."""
+
+    name = "bitdepth"
+    deterministic = True
+    differentiable = False
+
+    def __init__(self, bits: int = 3) -> None:
+        if not 1 <= bits <= 8:
+            raise ValueError(f"bits must be in 1..8, got {bits}")
+        self.bits = int(bits)
+
+    def test_transform(self, x):
+        shift = 8 - self.bits
+        u = torch.floor(x.clamp(0, 1) * 255).to(torch.int64)
+        return ((u >> shift) << shift).to(x.dtype) / 255
+
+    def config(self):
+        return {"bits": self.bits}
+
+
+@DEFENSES.register("rrp", aliases=("random-resize-pad",), paper="Xie et al., Mitigating Adversarial Effects Through Randomization, ICLR 2018",
+                   kind="test-time")
+class RRP(Defense):
+    """Random resizing and padding, adapted to ReID: an (H, W) input is resized (nearest) to a random
+    height in [H, 9H/8) with the width following the 1:2 aspect, then padded at a random offset to
+    (9H/8, 9W/8) with the ImageNet mean colour (zero after normalisation). The model is fully
+    convolutional with global pooling, so the larger input is fine. Randomised (per image and per
+    call): evaluate it against EOT attacks. Differentiable almost everywhere."""
+
+    name = "rrp"
+    deterministic = False
+    differentiable = True
+
+    def __init__(self, mode: str = "nearest", seed: int = 0) -> None:
+        self.mode = mode
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def test_transform(self, x):
+        n, c, h, w = x.shape
+        out_h, out_w = h + h // 8, w + w // 8
+        fill = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        outs = []
+        for i in range(n):
+            nh = int(torch.randint(h, out_h, (1,), generator=self.generator))
+            nw = min(out_w, max(1, round(nh * w / h)))
+            r = F.interpolate(x[i:i + 1], size=(nh, nw), mode=self.mode)
+            top = int(torch.randint(0, out_h - nh + 1, (1,), generator=self.generator))
+            left = int(torch.randint(0, out_w - nw + 1, (1,), generator=self.generator))
+            # pad the difference to the fill colour with zeros: differentiable, fill outside
+            outs.append(F.pad(r - fill, (left, out_w - nw - left, top, out_h - nh - top)) + fill)
+        return torch.cat(outs)
+
+    def config(self):
+        return {"mode": self.mode, "seed": self.seed}
