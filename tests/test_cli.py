@@ -137,3 +137,28 @@ def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):
     assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
                  "--attack", "smaa"]) == 2
     assert "Did you mean 'sma'?" in capsys.readouterr().err
+
+
+def test_jad_preset_carries_cs_and_adaptive_attack(tiny_synth, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "jad"
+    assert main(["-q", "train", "--model", "jad", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+                 "--no-eval"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["train_defense"] == "pd" and card["test_defense"] == "cs"
+    capsys.readouterr()
+    assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["defense"] == "cs"
+    assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth), "--json",
+                 "--defense", "none"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["defense"] is None
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "sma", "--steps", "2", "--adaptive", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert obj["adaptive"] and obj["defense"] == "cs" and obj["linf_max"] <= 5 / 255 + 1e-6
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "sma", "--steps", "1", "--adaptive", "--defense", "cs-r", "--eot", "2"]) == 0
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "sma", "--adaptive", "--defense", "none"]) == 2
+    assert "--adaptive attacks through a test-time defense" in capsys.readouterr().err
