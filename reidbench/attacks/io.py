@@ -8,7 +8,6 @@ budget no longer holds -- use it only to reproduce the seed.
 
 from __future__ import annotations
 
-import io as _io
 import json
 import os
 from pathlib import Path
@@ -18,27 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.transforms import jpeg_roundtrip, to_uint8
 from ..utils import atomic_path, atomic_torch_save, atomic_write_text
 
 __all__ = ["IO_MODES", "to_uint8", "jpeg_roundtrip", "save_adversarial", "load_adversarial"]
 
 IO_MODES = ("memory", "pt", "png", "jpeg75")
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).cpu()
-
-
-def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
-    """Encode each image as JPEG (Pillow, ``quality``) and decode it: (N, 3, H, W) floats in [0, 1]."""
-    out = []
-    for img in to_uint8(x):
-        buf = _io.BytesIO()
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        arr = np.asarray(Image.open(buf).convert("RGB"))
-        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
-    return torch.stack(out).to(x.device, torch.float32) / 255
 
 
 def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str | None = None,

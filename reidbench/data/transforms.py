@@ -5,12 +5,15 @@ be resumed exactly."""
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 import torch.nn.functional as F
 
-__all__ = ["to_model_input", "random_pad_crop_flip", "pk_batches", "random_batches"]
+__all__ = ["to_model_input", "random_pad_crop_flip", "pk_batches", "random_batches", "to_uint8", "jpeg_roundtrip"]
 
 
 def to_model_input(images: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int],
@@ -77,3 +80,19 @@ def random_batches(n: int, batch_size: int, generator: torch.Generator, drop_las
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches = batches[:-1]
     return batches
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).cpu()
+
+
+def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """Encode each image as JPEG (Pillow, ``quality``) and decode it: (N, 3, H, W) floats in [0, 1]."""
+    out = []
+    for img in to_uint8(x):
+        buf = io.BytesIO()
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        arr = np.asarray(Image.open(buf).convert("RGB"))
+        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+    return torch.stack(out).to(x.device, torch.float32) / 255

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attacks.io import jpeg_roundtrip
+from ..data.transforms import jpeg_roundtrip
 from ..models.base import IMAGENET_MEAN
 from ..registry import DEFENSES
 from .base import Defense
