@@ -171,15 +171,23 @@ class _BasicBlock(nn.Module):
 class SmallResNet(Embedder):
     """A small 4-stage ResNet (widths 24-48-96-192 by default, one basic block per stage, stride-2
     stem) with a BNNeck head, at the native Market resolution 128x64. Trains on synthreid in minutes
-    on 2 CPU cores; not meant for real datasets."""
+    on 2 CPU cores; not meant for real datasets. ``stem="resnet"`` uses ResNet's 7x7/2 + max-pool
+    stem (for 256x128 inputs, as the seed's models see upsampled Market images)."""
 
     arch_name = "resnet-small"
 
-    def __init__(self, num_classes: int, input_size=(128, 64), widths=(24, 48, 96, 192), **kw) -> None:
+    def __init__(self, num_classes: int, input_size=(128, 64), widths=(24, 48, 96, 192), stem: str = "conv3",
+                 **kw) -> None:
         super().__init__(input_size, **kw)
         widths = tuple(int(w) for w in widths)
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(inplace=True))
+        if stem == "conv3":  # 3x3 stride 2
+            self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                      nn.ReLU(inplace=True))
+        elif stem == "resnet":  # ResNet's 7x7 stride 2 + max-pool: overall stride 4, for 256x128 inputs
+            self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
+                                      nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        else:
+            raise ValueError(f"stem must be 'conv3' or 'resnet', got {stem!r}")
         blocks, cin = [], widths[0]
         for i, w in enumerate(widths):
             blocks.append(_BasicBlock(cin, w, 1 if i == 0 else 2))

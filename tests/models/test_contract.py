@@ -155,3 +155,10 @@ def test_module_embedder_without_normalisation_clones():
     inner = Returns(lambda x: x.mul_(2).mean((2, 3)))
     emb = ModuleEmbedder(inner, input_size=(8, 4), mean=None, std=None, flip_tta=False)
     assert validate_embedder(emb) == 3
+
+
+def test_small_resnet_stems():
+    m = build_architecture("resnet-small", 5, input_size=(256, 128), stem="resnet").eval()
+    assert validate_embedder(m) == 192 and m.input_size == (256, 128)
+    with pytest.raises(ValueError, match="stem must be"):
+        build_architecture("resnet-small", 5, stem="vit")
