@@ -3,6 +3,7 @@
 ``DEFENSES.get("pd")()``, ``CircuitousScaling()``, ``ProactiveDefense() + CircuitousScaling()``.
 """
 
+from .adversarial_training import AT, GOAT, GOATAttack, GOATGuides
 from .base import ComposedDefense, DefendedModel, Defense
 from .cs import PATTERNS, SEED_SIZES, CircuitousScaling, CircuitousScalingRandom, circuitous_scaling
 from .input_transforms import JPEG, RRP, BitDepth
@@ -12,7 +13,8 @@ from .pd import (PD_CODE, PD_PAPER, ProactiveDefense, autoaugment, channel_fusio
 __all__ = [
     "Defense", "ComposedDefense", "DefendedModel", "ProactiveDefense", "CircuitousScaling", "CircuitousScalingRandom",
     "circuitous_scaling", "JPEG", "BitDepth", "RRP", "grayscale", "sketch", "channel_fusion", "autoaugment", "lgt",
-    "lht", "sample_rectangles", "PD_CODE", "PD_PAPER", "PATTERNS", "SEED_SIZES", "build_defense",
+    "lht", "sample_rectangles", "PD_CODE", "PD_PAPER", "PATTERNS", "SEED_SIZES", "build_defense", "AT", "GOAT",
+    "GOATAttack", "GOATGuides",
 ]
 
 

@@ -30,6 +30,7 @@ class ModelPreset:
     synth_arch_kwargs: dict[str, Any] = field(default_factory=dict)
     train_defense: str | None = None   # a training-time defense (PD, AT, GOAT) by registry name
     test_defense: str | None = None    # a test-time defense (CS, ...) carried by the preset
+    train_defense_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, dataset_name: str, pretrained: bool | None = None) -> tuple[str, dict[str, Any], str]:
         """(architecture, its keyword arguments, recipe name) for a dataset."""
@@ -52,6 +53,12 @@ _register(ModelPreset("pd", "baseline trained with the proactive defense PD (see
           aliases=("proactive",))
 _register(ModelPreset("jad", "joint defense JAD = PD-trained model + circuitous scaling at test time (the seed's method)",
                       train_defense="pd", test_defense="cs"), aliases=("joint-defense",))
+for _atk in ("sma", "lta", "mifgsm"):
+    _register(ModelPreset(f"at-{_atk}", f"offline adversarial training against {_atk.upper()}: baseline fine-tuned on "
+                          "clean + adversarial training images (Bai et al., as in the seed)", train_defense="at",
+                          train_defense_kwargs={"attack": _atk}))
+_register(ModelPreset("goat", "online adversarial training GOAT (Bouniot et al.): PGD-7 batches with FNA-style guides",
+                      train_defense="goat"))
 _register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed's second architecture)",
                       arch="ft_net_dense", synth_arch_kwargs={"widths": (16, 40, 80, 160)}))
 

@@ -48,25 +48,33 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     num_classes = int(train.pids.max()) + 1
     model = build_architecture(arch_name, num_classes, **arch_kwargs)
     fingerprint = dataset.fingerprint()
-    train_transform = None
+    train_transform = batch_hook = defense = None
     if p.train_defense:
         from ..defenses import build_defense
 
-        defense = build_defense(p.train_defense)
+        defense = build_defense(p.train_defense, **p.train_defense_kwargs)
         train_transform = defense.train_transform if defense.has_train_side else None
+        if hasattr(defense, "batch_hook"):
+            batch_hook = defense.batch_hook(train.images, train.pids, seed)
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
-        progress=progress, train_transform=train_transform,
+        progress=progress, train_transform=train_transform, batch_hook=batch_hook,
         config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
                 "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
                 "train_defense": p.train_defense, "test_defense": p.test_defense},
     )
+    history = result.history
+    if defense is not None and defense.has_fit_side:  # e.g. AT: fine-tune the trained model
+        result.model = defense.fit(result.model, train.images, train.pids, train.camids, recipe=recipe, seed=seed,
+                                   out_dir=out / "fit", device=device, progress=progress)
+        history = history + getattr(defense, "last_history", [])
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
     card = save_checkpoint(
         result.model, out / FINAL_CHECKPOINT, arch=arch_name, arch_kwargs=saved_kwargs, num_classes=num_classes,
         preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)),
         dataset={"name": dataset.name, "fingerprint": fingerprint}, recipe=recipe.to_dict(), seed=seed,
-        train_defense=p.train_defense, test_defense=p.test_defense, history=result.history,
+        train_defense=p.train_defense, test_defense=p.test_defense, history=history,
+        defense=defense.describe() if defense is not None else None,
         train_seconds=round(result.seconds, 2), device=str(device),
     )
     return result, card

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+
+from reidbench.data import load_dataset, load_images
+from reidbench.defenses import AT, GOAT
+from reidbench.models import build_architecture
+from reidbench.train import Recipe
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_synth):
+    ds = load_dataset("synthreid", tiny_synth)
+    return ds, load_images(ds.train, progress=False)
+
+
+def small(n):
+    torch.manual_seed(0)
+    return build_architecture("resnet-small", n, widths=(8, 16, 24, 32)).eval()
+
+
+def test_at_adversarial_set_is_within_budget_and_cached(tiny, tmp_path):
+    _, tr = tiny
+    imgs, pids = tr.images[:24], tr.pids[:24]
+    model = small(int(tr.pids.max()) + 1)
+    at = AT(attack="sma", steps=3)
+    adv, cached = at.adversarial_set(model, imgs, pids, cache_dir=tmp_path)
+    assert not cached and adv.dtype == torch.uint8 and adv.shape == imgs.shape
+    delta = (adv.int() - imgs.int()).abs()
+    assert int(delta.max()) <= 5 and int(delta.max()) >= 1
+    again, cached = at.adversarial_set(model, imgs, pids, cache_dir=tmp_path)
+    assert cached and torch.equal(again, adv)
+    # another attack is another cache entry
+    _, cached = AT(attack="lta", steps=2).adversarial_set(model, imgs, pids, cache_dir=tmp_path)
+    assert not cached
+
+
+def test_at_mifgsm_uses_same_identity_training_guides(tiny, tmp_path):
+    _, tr = tiny
+    model = small(int(tr.pids.max()) + 1)
+    adv, _ = AT(attack="mifgsm", steps=2).adversarial_set(model, tr.images[:16], tr.pids[:16], tr.camids[:16],
+                                                          cache_dir=tmp_path)
+    assert int((adv.int() - tr.images[:16].int()).abs().max()) <= 5
+
+
+def test_goat_guides_have_the_right_identities_and_bn_is_untouched(tiny):
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    model = small(n).train()
+    goat = GOAT(steps=2)
+    members = {int(p): torch.nonzero(tr.pids == p).flatten() for p in torch.unique(tr.pids)}
+    y = tr.pids[:8]
+    idx = goat.push_indices(y, members, torch.Generator().manual_seed(0))
+    assert idx.shape == (8 * goat.num_push,)
+    assert torch.equal(tr.pids[idx].view(8, -1), y[:, None].expand(-1, goat.num_push))
+    bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    hook = goat.batch_hook(tr.images, tr.pids, seed=1)
+    x = tr.images[:8].float() / 255
+    adv, y2 = hook(model, x, y, 0)
+    assert torch.equal(y2, y) and float((adv - x).abs().max()) <= 5 / 255 + 1e-6
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in bn.items())
+    assert not torch.equal(adv, x)
+
+
+def test_at_and_goat_presets_train_through_the_engine(tiny_synth, tmp_path):
+    from reidbench.cli import main
+
+    out = tmp_path / "at"
+    assert main(["-q", "train", "--model", "at-sma", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+                 str(out), "--no-eval"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["defense"]["name"] == "at" and card["defense"]["attack"] == "sma"
+    assert len(card["history"]) == 1 + card["defense"]["epochs"]
+    out = tmp_path / "goat"
+    assert main(["-q", "train", "--model", "goat", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+                 str(out), "--no-eval"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["defense"]["name"] == "goat" and card["history"][0]["hook_share"] > 0.3
