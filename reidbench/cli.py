@@ -42,7 +42,14 @@ def _import_plugins() -> None:
 
 
 def _format_defaults(defaults: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+    def fmt(k, v):
+        if k in ("eps", "alpha") and isinstance(v, float):
+            from .attacks.base import format_eps
+
+            return format_eps(v)
+        return repr(v)
+
+    return ", ".join(f"{k}={fmt(k, v)}" for k, v in defaults.items())
 
 
 def cmd_list(args: argparse.Namespace) -> int:
