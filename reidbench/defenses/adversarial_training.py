@@ -166,7 +166,7 @@ class GOAT(Defense):
     examples (pixel space, eps 5/255, alpha 1/255, random start) made with the current model, pushed
     from ``num_push`` random same-identity training images and pulled towards the furthest in-batch
     image of another identity; guide features come from the current model. Generation runs with
-    BatchNorm in eval mode (running statistics untouched). ``clean_fraction`` keeps a share of clean
+    BatchNorm in eval mode (running statistics untouched) on the training-time feature (no flip-TTA). ``clean_fraction`` keeps a share of clean
     images in each batch (0 = adversarial only, as CEA's code).
 
     Deviations from CEA's code on purpose (spec section 3.2): eps in pixel units (CEA: normalised
@@ -202,13 +202,22 @@ class GOAT(Defense):
             idx = self.push_indices(y, members, g)
             guides = images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx.tolist()]
             model.eval()  # BatchNorm statistics stay untouched by guide and attack forward passes
-            with torch.no_grad():
-                push = model(to_model_input(guides, size, x.device)).view(len(y), self.num_push, -1)
-                f = model(x)
-                d = torch.cdist(f, f).masked_fill(y[:, None] == y[None], float("-inf"))
-                pull = f[d.argmax(1)]
-            atk = GOATAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps, seed=seed * 1_000_003 + step)
-            adv = atk(x.clamp(0, 1), y, None, GOATGuides(push, pull))
+            # generate on the training-time feature: flip-TTA would double every forward pass
+            flip = getattr(model, "flip_tta", None)
+            if flip is not None:
+                model.flip_tta = False
+            try:
+                with torch.no_grad():
+                    push = model(to_model_input(guides, size, x.device)).view(len(y), self.num_push, -1)
+                    f = model(x)
+                    d = torch.cdist(f, f).masked_fill(y[:, None] == y[None], float("-inf"))
+                    pull = f[d.argmax(1)]
+                atk = GOATAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                                 seed=seed * 1_000_003 + step)
+                adv = atk(x.clamp(0, 1), y, None, GOATGuides(push, pull))
+            finally:
+                if flip is not None:
+                    model.flip_tta = flip
             if self.clean_fraction > 0:
                 keep = torch.rand(len(y), generator=g).to(x.device) < self.clean_fraction
                 adv = torch.where(keep[:, None, None, None], x, adv)
