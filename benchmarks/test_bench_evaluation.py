@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from oracles import torchreid_rank, torchreid_rerank
+from oracles import torchreid_rank
 from problems import MARKET, make_problem
-from reidbench.evaluation import compute_distance, evaluate_rank, re_ranking
+from reidbench.evaluation import compute_distance, evaluate_rank
 
 QUICK = os.environ.get("REIDBENCH_BENCH_QUICK") == "1"
 baseline = pytest.mark.skipif(QUICK, reason="REIDBENCH_BENCH_QUICK=1: baselines skipped")

@@ -20,11 +20,9 @@ requiring gradients (both restored afterwards); nothing is moved between devices
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 import torch

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .base import AttackContext, MetricAttack, format_eps
+from .base import AttackContext, format_eps
 
 __all__ = ["LogitsHead", "TorchattacksAttack", "TA_PREFIX"]
 

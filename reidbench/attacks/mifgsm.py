@@ -3,7 +3,6 @@ for Person Re-identification", arXiv 1901.10650; TPAMI 2020)."""
 
 from __future__ import annotations
 
-import torch
 
 from ..registry import ATTACKS
 from .base import MetricAttack, gather_guides

@@ -3,7 +3,6 @@ Models to Metric Adversarial Attacks", CVPR Workshops 2020)."""
 
 from __future__ import annotations
 
-import torch
 
 from ..registry import ATTACKS
 from .base import MetricAttack, squared_distance

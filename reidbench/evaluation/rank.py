@@ -13,7 +13,6 @@ Ties between a true match and a negative at exactly the same distance are broken
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np

@@ -6,7 +6,6 @@ import torch
 from reidbench.data import load_dataset, load_images
 from reidbench.defenses import AT, GOAT
 from reidbench.models import build_architecture
-from reidbench.train import Recipe
 
 
 @pytest.fixture(scope="module")
