@@ -243,12 +243,129 @@ def _attack_kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
+def _is_generative(name: str) -> bool:
+    from .attacks import GenerativeAttack
+
+    if name.lower().startswith("ta:"):
+        return False
+    obj = ATTACKS.get(name)
+    return isinstance(obj, type) and issubclass(obj, GenerativeAttack)
+
+
+def _generative_attack(args: argparse.Namespace, device, model, card, ds, kw: dict) -> int:
+    """DMR & co: fit on the surrogate (default: the attacked checkpoint itself) or load the cached
+    generator, perturb every query in one pass, evaluate on the target checkpoint."""
+    from .attacks.evaluate import evaluate_attack, prepare_evalset
+    from .defenses import DefendedModel
+    from .matrix import fitted_dmr
+
+    if ATTACKS.entry(args.attack).name != "dmr":
+        raise CLIError(f"{args.attack}: the CLI knows how to fit dmr only; fit other generative attacks in Python")
+    if args.adaptive or args.side != "query":
+        raise CLIError("dmr is a transfer attack on queries: no --adaptive, no --side gallery")
+    surrogate = args.surrogate or args.checkpoint
+    seed = kw.pop("seed", 0)
+    eps = kw.pop("eps", None)
+    for k in ("alpha", "steps"):
+        kw.pop(k, None)
+    attack, gpath = fitted_dmr(surrogate, ds, eps=eps, seed=seed, device=device, progress=not args.quiet,
+                               overrides=kw)
+    defense = _test_defense(args, card)
+    evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense)
+    eval_model = DefendedModel(model, defense) if defense is not None else model
+    res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=args.io,
+                          rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save))
+    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    transfer = str(Path(surrogate).resolve()) != str(Path(args.checkpoint).resolve())
+    if args.save:
+        from .attacks import save_adversarial
+
+        fmt = args.save_format or ("pt" if args.save.endswith(".pt") else "png")
+        save_adversarial(res["images"], args.save, fmt=fmt, names=evalset.query_names,
+                         meta={"attack": repr(attack), "checkpoint": str(args.checkpoint), "surrogate": str(surrogate),
+                               "dataset": ds.name, "fingerprint": ds.fingerprint(), "io": args.io})
+    if args.json:
+        obj = {"clean": {k: round(res["clean"][k], 4) for k in keys},
+               "attacked": {k: round(res["attacked"][k], 4) for k in keys},
+               "linf_max": res["linf_max"], "linf_mean": res["linf_mean"], "l2_mean": res["l2_mean"],
+               "seconds": round(res["seconds"], 3), "attack": repr(attack), "dataset": ds.name, "io": args.io,
+               "surrogate": str(surrogate), "generator": str(gpath), "transfer": transfer,
+               "defense": defense.name if defense is not None else None}
+        print(json.dumps(obj))
+        return 0
+    rows = {"clean": res["clean"], attack.name: res["attacked"]}
+    if args.rerank:
+        rows["clean + re-ranking"] = res["clean"]["rerank"]
+        rows[f"{attack.name} + re-ranking"] = res["attacked"]["rerank"]
+    print(f"{repr(attack)} fitted on {surrogate} ({'transfer to' if transfer else 'evaluated on'} "
+          f"{card.get('preset', card['arch'])}) / {ds.name}, {len(evalset.q_pids)} queries; generator {gpath}; "
+          f"test-time defense: {defense!r}")
+    print(_metrics_table(rows))
+    print(f"perturbation: L-inf max {res['linf_max'] * 255:.2f}/255, mean {res['linf_mean'] * 255:.2f}/255; "
+          f"L2 mean {res['l2_mean']:.4f}; attack time {res['seconds']:.2f} s "
+          f"({len(evalset.q_pids) / max(res['seconds'], 1e-9):.0f} queries/s)")
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from .matrix import MatrixConfig, resolve_attacks, run_matrix
+    from .leaderboard import render
+    from .utils import parse_fraction
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    from .models import get_preset
+
+    for m in models:
+        get_preset(m)  # unknown names fail here, with a suggestion
+    defenses = ["none"] + [d.strip() for d in (args.defenses or "").split(",") if d.strip() and d.strip() != "none"]
+    if len(defenses) > 1:
+        from .defenses import build_defense
+
+        for d in defenses[1:]:
+            build_defense(d)
+    eps = tuple(parse_fraction(e) for e in args.eps.split(",")) if args.eps else (None,)
+    seeds = tuple(int(s) for s in str(args.seeds).split(","))
+    results = args.results or "results"
+    config = MatrixConfig(models=models, attacks=resolve_attacks(args.attacks.split(",")), defenses=tuple(defenses),
+                          dataset=args.dataset, data_root=args.data_root, synth_size=args.synth_size, eps=eps,
+                          steps=args.steps, seeds=seeds, rerank=args.rerank, adaptive=args.adaptive, eot=args.eot,
+                          io=args.io, surrogate=args.surrogate, epochs=args.epochs, dmr_epochs=args.dmr_epochs,
+                          device=_device(args.device), batch_size=args.batch_size)
+    run = run_matrix(config, results, force=args.force, progress=not args.quiet,
+                     store=args.checkpoints, echo=(lambda s: None) if args.quiet else print)
+    print(render(results, "md", rerank=False, title=f"reidbench leaderboard ({config.dataset})"))
+    if args.rerank:
+        print(render(results, "md", rerank=True, title="with k-reciprocal re-ranking"))
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in run.stages.items())
+    print(f"{len(run.computed)} cells computed, {len(run.skipped)} already recorded"
+          + (f", {len(run.busy)} being computed by another run" if run.busy else "") + f"; {stages}")
+    print(f"records in {Path(results) / 'records'}; tables: reidbench leaderboard --results {results} --format md|csv|html")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import render
+    from .utils import atomic_write_text
+
+    text = render(args.results, args.format, rerank=args.rerank, title=args.title)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from .attacks import build_attack, save_adversarial
     from .attacks.evaluate import evaluate_attack, prepare_evalset
 
     device, model, card, ds = _checkpoint_and_data(args)
     kw = _attack_kwargs(args)
+    if _is_generative(args.attack):
+        return _generative_attack(args, device, model, card, ds, kw)
+    if args.surrogate:
+        raise CLIError(f"--surrogate is for transfer attacks (dmr); {args.attack} is a white-box attack on --checkpoint")
     io = args.io
     if args.save and io == "memory":
         io = "jpeg75" if args.save_format == "jpeg75" else "png"
@@ -379,8 +496,49 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--adaptive", action="store_true",
                     help="attack through the test-time defense (differentiable version or BPDA; EOT if randomised)")
     ap.add_argument("--eot", type=int, default=10, help="EOT samples per step for randomised defenses (with --adaptive)")
+    ap.add_argument("--surrogate", default=None,
+                    help="dmr: the checkpoint the generator is fitted on (default: --checkpoint itself); "
+                         "another model's checkpoint makes it a transfer / black-box attack")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.set_defaults(func=cmd_attack)
+
+    mp = sub.add_parser("matrix", help="cross models x test-time defenses x attacks; resumable; writes records and "
+                                       "prints the leaderboard")
+    mp.add_argument("--models", default="baseline,jad", help="model presets, comma-separated (default: %(default)s)")
+    mp.add_argument("--attacks", default="all",
+                    help="attack names, comma-separated, or 'all' (sma, lta, mifgsm, fna, odfa, dmr)")
+    mp.add_argument("--defenses", default="none",
+                    help="extra test-time defenses crossed with every model (cs, jpeg, bitdepth, rrp, cs+jpeg...); "
+                         "'none' (the model as its preset defines it) is always included")
+    _add_data_args(mp)
+    mp.add_argument("--eps", default=None, help="budget(s), comma-separated (5/255,8/255); default: each attack's "
+                                                "(5/255; 16/255 for dmr)")
+    mp.add_argument("--steps", type=int, default=None, help="iterations of the gradient attacks (default 15)")
+    mp.add_argument("--seeds", default="0", help="seeds, comma-separated: each trains its own models (default 0)")
+    mp.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,
+                    help="also record metrics after k-reciprocal re-ranking (default: on)")
+    mp.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
+                    help="adaptive twins of every attack for rows with a test-time defense (default: on)")
+    mp.add_argument("--eot", type=int, default=10, help="EOT samples for randomised test-time defenses (adaptive)")
+    mp.add_argument("--io", default="memory", choices=["memory", "png", "jpeg75"])
+    mp.add_argument("--surrogate", default="baseline", help="preset DMR is fitted on (default: %(default)s)")
+    mp.add_argument("--epochs", type=int, default=None, help="override every preset's training epochs (smoke runs)")
+    mp.add_argument("--dmr-epochs", type=int, default=None, help="override DMR's fitting epochs")
+    mp.add_argument("--device", default="auto")
+    mp.add_argument("--batch-size", type=int, default=64)
+    mp.add_argument("--results", default=None, help="results folder (default: ./results)")
+    mp.add_argument("--checkpoints", default=None,
+                    help="checkpoint store (default: $REIDBENCH_HOME/checkpoints; keyed by preset, dataset, seed)")
+    mp.add_argument("--force", action="store_true", help="recompute cells that already have a record")
+    mp.set_defaults(func=cmd_matrix)
+
+    lp = sub.add_parser("leaderboard", help="tables from matrix records: Markdown, CSV or HTML")
+    lp.add_argument("--results", default="results", help="results folder of `reidbench matrix` (default: %(default)s)")
+    lp.add_argument("--format", default="md", choices=["md", "csv", "html"])
+    lp.add_argument("--rerank", action="store_true", help="the metrics after k-reciprocal re-ranking")
+    lp.add_argument("--title", default=None)
+    lp.add_argument("--out", default=None, help="write to FILE (atomically) instead of stdout")
+    lp.set_defaults(func=cmd_leaderboard)
 
     dp = sub.add_parser("data", help="generate synthreid or check a dataset folder")
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION")

@@ -27,3 +27,22 @@ def tiny_synth(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
     return generate_synthreid(out, size="tiny", seed=0, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_synth):
+    """A small model trained for a few epochs on the tiny synthreid (a victim/surrogate for tests
+    that need a model that actually ranks): ``(model, dataset, decoded train split)``."""
+    import torch
+
+    from reidbench.data import load_dataset, load_images
+    from reidbench.models import build_architecture
+    from reidbench.train import get_recipe, train_model
+
+    ds = load_dataset("synthreid", tiny_synth)
+    tr = load_images(ds.train, progress=False)
+    torch.manual_seed(0)
+    model = build_architecture("resnet-small", int(tr.pids.max()) + 1, widths=(8, 16, 24, 32))
+    recipe = get_recipe("cpu").replace(epochs=8, batch_size=32)
+    result = train_model(model, tr.images, tr.pids, recipe, seed=0, progress=False)
+    return result.model.eval(), ds, tr

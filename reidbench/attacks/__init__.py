@@ -16,7 +16,9 @@ import torch.nn as nn
 from ..registry import ATTACKS
 from .base import AttackContext, FeatureBank, MetricAttack, bpda, format_eps, gather_guides, quantize_to_uint8_grid
 from .bridge import TA_PREFIX, LogitsHead, TorchattacksAttack
+from .dmr import DMR
 from .fna import FNA, FNAPull
+from .generative import GenerativeAttack, GeneratorCheckpointError
 from .io import IO_MODES, jpeg_roundtrip, load_adversarial, save_adversarial
 from .lta import LTA, LTAStar
 from .mifgsm import MFGSM, MIFGSM, MMIFGSM
@@ -24,7 +26,7 @@ from .odfa import ODFA
 from .sma import SMA
 
 __all__ = [
-    "MetricAttack", "AttackContext", "FeatureBank", "bpda", "build_attack", "format_eps",
+    "MetricAttack", "GenerativeAttack", "GeneratorCheckpointError", "DMR", "AttackContext", "FeatureBank", "bpda", "build_attack", "format_eps",
     "SMA", "LTA", "LTAStar", "MFGSM", "MIFGSM", "MMIFGSM", "FNA", "FNAPull", "ODFA",
     "TorchattacksAttack", "LogitsHead", "save_adversarial", "load_adversarial", "jpeg_roundtrip", "IO_MODES",
     "gather_guides", "quantize_to_uint8_grid",

@@ -42,9 +42,11 @@ class EvalSet:
     ctx_q_feats: torch.Tensor | None = None
     ctx_g_feats: torch.Tensor | None = None
 
-    def context(self) -> AttackContext:
-        qf = self.q_feats if self.ctx_q_feats is None else self.ctx_q_feats
-        gf = self.g_feats if self.ctx_g_feats is None else self.ctx_g_feats
+    def context(self, adaptive: bool = False) -> AttackContext:
+        """The attacker's guides: features without the test-time defense (oblivious attacker), or
+        through it (``adaptive``)."""
+        qf = self.q_feats if self.ctx_q_feats is None or adaptive else self.ctx_q_feats
+        gf = self.g_feats if self.ctx_g_feats is None or adaptive else self.ctx_g_feats
         return AttackContext(gallery=FeatureBank(gf, self.g_pids, self.g_camids),
                              attacker_set=FeatureBank(qf, self.q_pids, self.q_camids))
 
@@ -85,11 +87,12 @@ def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device 
 
 def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                    device: str | torch.device = "cpu", io: str = "memory", progress: bool = False,
-                   keep_images: bool = False) -> dict[str, Any]:
+                   keep_images: bool = False, context: AttackContext | None = None) -> dict[str, Any]:
     """Attack every query; return adversarial features, perturbation statistics and, with
-    ``keep_images``, the adversarial images (on the 8-bit grid when the attack quantises)."""
+    ``keep_images``, the adversarial images (on the 8-bit grid when the attack quantises).
+    ``context``: the attacker's guides (default: ``evalset.context()``)."""
     size = tuple(model.input_size)
-    ctx = evalset.context()
+    ctx = evalset.context() if context is None else context
     feats, linf, l2, kept = [], [], [], []
     n = len(evalset.q_pids)
     t0 = time.perf_counter()

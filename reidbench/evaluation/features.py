@@ -72,7 +72,8 @@ def evaluate_features(qf: torch.Tensor, gf: torch.Tensor, q_pids, g_pids, q_cami
                         compute_distance(gf, gf, "sqeuclidean"))
         rres = evaluate_rank(rr, q_pids, g_pids, q_camids, g_camids, ap=ap)
         out["rerank"] = summarize(rres)
-        out["rerank"]["per_query"] = {"first_match_rank": rres["first_match_rank"].tolist()}
+        out["rerank"]["per_query"] = {"first_match_rank": rres["first_match_rank"].tolist(),
+                                      "ap": np.nan_to_num(rres["ap_per_query"], nan=-1.0).round(6).tolist()}
     return out
 
 

@@ -1,0 +1,286 @@
+"""Records -> tables. Everything here reads records only (no model, no dataset)."""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..matrix.records import decode_hits, iter_records
+
+__all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
+           "render_html", "ATTACK_TITLES", "FLAG_HELP"]
+
+ATTACK_TITLES = {"sma": "SMA", "lta": "LTA", "lta-star": "LTA*", "mifgsm": "M-IFGSM", "mmifgsm": "M-MI-FGSM",
+                 "mfgsm": "M-FGSM", "fna": "FNA", "fna-pull": "FNA-pull", "odfa": "ODFA", "dmr": "DMR"}
+ATTACK_ORDER = list(ATTACK_TITLES)
+METRICS = ("R1", "R5", "R10", "mAP", "mINP")
+
+FLAG_HELP = {
+    "adaptive-weaker": "an adaptive attack left a higher mAP than its oblivious twin (more than 1 point): the "
+                       "adaptive attack is broken or unconverged, so the row's robustness is overstated",
+    "no-eot": "a randomised test-time defense was attacked adaptively without EOT (eot_samples <= 1)",
+    "no-adaptive": "a test-time defense was evaluated against oblivious attacks only",
+    "transfer-stronger": "a transfer attack beat every white-box/adaptive attack of the same budget "
+                         "(a sign of gradient masking)",
+    "no-effect": "a white-box or adaptive attack lowered mAP by less than 1 point (gradient masking or a bug)",
+    "mixed-versions": "the row's records come from different reidbench versions",
+}
+
+
+def _eps_of(rec: dict[str, Any]) -> float | None:
+    cell_eps = rec["cell"].get("eps")
+    if cell_eps is not None:
+        return float(cell_eps)
+    hp = rec["config"].get("attack_hyperparameters") or {}
+    return float(hp["eps"]) if hp.get("eps") is not None else None
+
+
+def _deterministic(desc: dict[str, Any] | None) -> bool:
+    if not desc:
+        return True
+    if "parts" in desc:
+        return all(_deterministic(p) for p in desc["parts"])
+    return bool(desc.get("deterministic", True))
+
+
+def load_records(results: str | os.PathLike) -> pd.DataFrame:
+    """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays."""
+    rows = []
+    for rec in iter_records(results):
+        cell, pq = rec["cell"], rec.get("per_query") or {}
+        n = int(pq.get("n", 0))
+        row = {"dataset": cell["dataset"], "model": cell["model"], "defense": cell["defense"],
+               "attack": cell["attack"], "threat": cell["threat"], "seed": int(cell["seed"]),
+               "eps": _eps_of(rec) if cell["attack"] != "clean" else None,
+               "eot": rec["config"].get("eot"), "deterministic": _deterministic(rec["config"].get("defense")),
+               "version": rec["provenance"].get("reidbench_version"), "git_sha": rec["provenance"].get("git_sha"),
+               "device_name": rec["provenance"].get("device_name"), "key": rec["key"], "n": n,
+               "models_order": tuple(rec["config"].get("matrix", {}).get("models", ()))}
+        for k in METRICS:
+            row[k] = rec["metrics"][k]
+            row[f"rr_{k}"] = (rec.get("metrics_rerank") or {}).get(k, np.nan)
+        row["r1_hits"] = decode_hits(pq["r1_hits"], n) if "r1_hits" in pq else None
+        row["r1_hits_rerank"] = decode_hits(pq["r1_hits_rerank"], n) if "r1_hits_rerank" in pq else None
+        row["ap"] = np.asarray(pq.get("ap", []), dtype=float)
+        row["ap_rerank"] = np.asarray(pq.get("ap_rerank", []), dtype=float)
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"no records under {results}/records: run `reidbench matrix --results {results}` first")
+    return pd.DataFrame(rows)
+
+
+def worst_case(cells: pd.DataFrame, rerank: bool = False) -> tuple[float, float]:
+    """Per-query worst case over attack cells (same queries, same order): rank-1 counts for a query
+    only if it is a hit under every attack; its AP is the minimum over attacks. Returns
+    (R1, mAP) in percent over the queries with a true match (AP >= 0)."""
+    hits_col = "r1_hits_rerank" if rerank else "r1_hits"
+    ns = set(int(n) for n in cells["n"])
+    if len(ns) != 1:
+        raise ValueError(f"worst case over cells with different query counts {sorted(ns)}")
+    hits = np.logical_and.reduce(np.stack(list(cells[hits_col])), axis=0)
+    aps = np.stack(list(cells["ap_rerank" if rerank else "ap"]))
+    if aps.shape[1] != len(hits):
+        raise ValueError("the records hold no per-query APs for this metric")
+    valid = (aps >= 0).all(0)
+    r1 = 100.0 * hits[valid].mean() if valid.any() else float("nan")
+    m_ap = 100.0 * aps[:, valid].min(0).mean() if valid.any() else float("nan")
+    return float(r1), float(m_ap)
+
+
+def _fmt_eps(eps: float | None) -> str:
+    if eps is None:
+        return "default"
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-4 else f"{eps:.4g}"
+
+
+def _title(attack: str, eps: float | None, threat: str) -> str:
+    base = ATTACK_TITLES.get(attack, attack)
+    t = f"{base} {_fmt_eps(eps)}"
+    return t + " adapt." if threat == "adaptive" else t
+
+
+def _attack_sort_key(attack: str, eps: float | None, threat: str):
+    a = ATTACK_ORDER.index(attack) if attack in ATTACK_ORDER else len(ATTACK_ORDER)
+    return (eps if eps is not None else 0.0, a, attack, threat == "adaptive")
+
+
+def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The wide numeric table (one row per dataset / model / test-time defense) and its notes
+    (column titles in order, the flags that fired, provenance summary)."""
+    pre = "rr_" if rerank else ""
+    order = next((o for o in df["models_order"] if o), ())
+    model_rank = {m: i for i, m in enumerate(order)}
+    attacked = df[df["attack"] != "clean"]
+    combos = sorted({(r.attack, r.eps, r.threat) for r in attacked.itertuples()},
+                    key=lambda c: _attack_sort_key(*c))
+    titles = [_title(*c) for c in combos]
+    eps_levels = sorted({e for e in attacked["eps"] if e is not None and not pd.isna(e)})
+    worst_titles = (["worst"] if len(eps_levels) <= 1 else [f"worst <= {_fmt_eps(e)}" for e in eps_levels])
+    rows, fired = [], {}
+    groups = df.groupby(["dataset", "model", "defense"], sort=False)
+    keys = sorted(groups.groups, key=lambda k: (k[0], model_rank.get(k[1], len(model_rank)), k[1], k[2] != "none", k[2]))
+    for key in keys:
+        g = groups.get_group(key)
+        dataset, model, defense = key
+        row: dict[str, Any] = {"dataset": dataset, "model": model, "defense": defense,
+                               "seeds": int(g["seed"].nunique())}
+
+        def put(title: str, sub: pd.DataFrame) -> None:
+            for m in ("R1", "mAP"):
+                vals = sub[pre + m].astype(float)
+                row[f"{title} {m}"] = float(vals.mean()) if len(vals) else np.nan
+                row[f"{title} {m} std"] = float(vals.std(ddof=0)) if len(vals) > 1 else 0.0
+
+        put("clean", g[g["attack"] == "clean"])
+        for combo, title in zip(combos, titles):
+            a, e, t = combo
+            sub = g[(g["attack"] == a) & (g["threat"] == t) & (g["eps"].apply(lambda v: v == e))]
+            if len(sub):
+                put(title, sub)
+        att = g[g["attack"] != "clean"]
+        for wt, level in zip(worst_titles, eps_levels or [None]):
+            vals = []
+            for _, gs in att.groupby("seed"):
+                sel = gs if level is None else gs[gs["eps"].apply(lambda v: v is not None and v <= level + 1e-9)]
+                if len(sel):
+                    vals.append(worst_case(sel, rerank))
+            for i, m in enumerate(("R1", "mAP")):
+                row[f"{wt} {m}"] = float(np.mean([v[i] for v in vals])) if vals else np.nan
+                row[f"{wt} {m} std"] = float(np.std([v[i] for v in vals])) if len(vals) > 1 else 0.0
+        flags = _flags(g, pre)
+        for f in flags:
+            fired[f] = FLAG_HELP[f]
+        row["flags"] = ",".join(flags)
+        rows.append(row)
+    wide = pd.DataFrame(rows)
+    notes = {"titles": ["clean", *titles, *worst_titles], "flags": fired, "rerank": rerank,
+             "versions": sorted({str(v) for v in df["version"]}),
+             "git_shas": sorted({str(v) for v in df["git_sha"] if v}),
+             "devices": sorted({str(v) for v in df["device_name"] if v}),
+             "seeds": sorted(int(s) for s in df["seed"].unique()),
+             "queries": sorted({int(n) for n in df["n"]})}
+    return wide, notes
+
+
+def _flags(g: pd.DataFrame, pre: str) -> list[str]:
+    flags = []
+    clean = g[g["attack"] == "clean"][pre + "mAP"].mean()
+    att = g[g["attack"] != "clean"]
+    by = att.groupby(["attack", "eps", "seed"], dropna=False)
+    for (_, _, _), sub in by:
+        obl, ada = sub[sub["threat"] == "oblivious"], sub[sub["threat"] == "adaptive"]
+        if len(obl) and len(ada) and float(ada[pre + "mAP"].iloc[0]) > float(obl[pre + "mAP"].iloc[0]) + 1.0:
+            flags.append("adaptive-weaker")
+    has_defense = bool((g["defense"] != "none").any())
+    ada = att[att["threat"] == "adaptive"]
+    if has_defense and len(att[att["threat"] == "oblivious"]) and not len(ada):
+        flags.append("no-adaptive")
+    if has_defense and len(ada) and not bool(g["deterministic"].all()):
+        if any(e is None or pd.isna(e) or int(e) <= 1 for e in ada["eot"]):
+            flags.append("no-eot")
+    wb = att[att["threat"].isin(["white-box", "adaptive"])]
+    for r in att[att["threat"] == "transfer"].itertuples():
+        same = wb[(wb["eps"].apply(lambda v: v == r.eps)) & (wb["seed"] == r.seed)]
+        if len(same) and getattr(r, pre + "mAP") < float(same[pre + "mAP"].min()) - 1.0:
+            flags.append("transfer-stronger")
+    if not pd.isna(clean) and len(wb) and bool((wb[pre + "mAP"] >= clean - 1.0).any()):
+        flags.append("no-effect")
+    if g["version"].nunique() > 1:
+        flags.append("mixed-versions")
+    return list(dict.fromkeys(flags))
+
+
+def _cell_text(row: pd.Series, title: str, seeds: int) -> str:
+    r1, m = row.get(f"{title} R1"), row.get(f"{title} mAP")
+    if r1 is None or pd.isna(r1):
+        return "-"
+    if seeds > 1:
+        return (f"{r1:.1f}±{row.get(f'{title} R1 std', 0.0):.1f} / {m:.1f}±{row.get(f'{title} mAP std', 0.0):.1f}")
+    mtxt = "-" if pd.isna(m) else f"{m:.1f}"
+    return f"{r1:.1f} / {mtxt}"
+
+
+def _display(wide: pd.DataFrame, notes: dict[str, Any]) -> pd.DataFrame:
+    multi_ds = wide["dataset"].nunique() > 1
+    out = []
+    for _, row in wide.iterrows():
+        d: dict[str, Any] = {}
+        if multi_ds:
+            d["dataset"] = row["dataset"]
+        d["model"] = row["model"]
+        d["test-time defense"] = row["defense"]
+        for t in notes["titles"]:
+            d[t] = _cell_text(row, t, int(row["seeds"]))
+        d["flags"] = row["flags"] or ""
+        out.append(d)
+    return pd.DataFrame(out)
+
+
+def _footnotes(notes: dict[str, Any]) -> list[str]:
+    lines = [
+        "Cells: R1 / mAP in percent" + (" after k-reciprocal re-ranking" if notes["rerank"] else "")
+        + "; every query attacked, gallery clean; eps in 0-255 pixel units.",
+        "Threats: a model without test-time defense is attacked white-box; with one, 'NAME eps' is the attack "
+        "oblivious of the defense and 'NAME eps adapt.' the adaptive attack through it (differentiable twin or BPDA, "
+        "EOT for randomised defenses); DMR is a transfer attack fitted once on the surrogate.",
+        "worst: per query, the worst outcome over every attack of the row (rank-1 only if every attack missed; "
+        "AP the minimum)" + (" -- per budget, over the attacks of at most that budget" if len(
+            [t for t in notes["titles"] if t.startswith("worst")]) > 1 else "") + ".",
+    ]
+    for f, text in notes["flags"].items():
+        lines.append(f"flag {f}: {text}.")
+    lines.append(f"seeds: {', '.join(map(str, notes['seeds']))}; queries: {', '.join(map(str, notes['queries']))}; "
+                 f"reidbench {', '.join(notes['versions'])}"
+                 + (f" (git {', '.join(s[:12] for s in notes['git_shas'])})" if notes["git_shas"] else "")
+                 + (f"; device: {', '.join(notes['devices'])}" if notes["devices"] else "") + ".")
+    return lines
+
+
+def render_markdown(wide: pd.DataFrame, notes: dict[str, Any], title: str | None = None) -> str:
+    disp = _display(wide, notes)
+    parts = []
+    if title:
+        parts.append(f"# {title}\n")
+    parts.append(disp.to_markdown(index=False, disable_numparse=True))
+    parts.append("")
+    parts.extend(f"- {line}" for line in _footnotes(notes))
+    return "\n".join(parts) + "\n"
+
+
+def render_csv(wide: pd.DataFrame, notes: dict[str, Any]) -> str:
+    cols = ["dataset", "model", "defense", "seeds"]
+    for t in notes["titles"]:
+        cols += [f"{t} R1", f"{t} mAP"]
+        if int(wide["seeds"].max()) > 1:
+            cols += [f"{t} R1 std", f"{t} mAP std"]
+    cols.append("flags")
+    return wide.reindex(columns=cols).to_csv(index=False, float_format="%.2f", lineterminator="\n")
+
+
+def render_html(wide: pd.DataFrame, notes: dict[str, Any], title: str | None = None) -> str:
+    disp = _display(wide, notes)
+    body = disp.to_html(index=False, escape=True, border=0, classes="reidbench-leaderboard")
+    foot = "\n".join(f"<li>{html.escape(line)}</li>" for line in _footnotes(notes))
+    head = f"<h1>{html.escape(title)}</h1>\n" if title else ""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title or 'reidbench')}"
+            f"</title></head><body>\n{head}{body}\n<ul>\n{foot}\n</ul>\n</body></html>\n")
+
+
+def render(results: str | os.PathLike, fmt: str = "md", rerank: bool = False, title: str | None = None) -> str:
+    """The leaderboard of the records under ``results`` as ``md``, ``csv`` or ``html`` text."""
+    df = load_records(results)
+    if rerank and df["rr_mAP"].isna().all():
+        raise ValueError("these records hold no re-ranked metrics (the matrix ran with --no-rerank)")
+    wide, notes = build_leaderboard(df, rerank=rerank)
+    if fmt in ("md", "markdown"):
+        return render_markdown(wide, notes, title)
+    if fmt == "csv":
+        return render_csv(wide, notes)
+    if fmt == "html":
+        return render_html(wide, notes, title)
+    raise ValueError(f"unknown format {fmt!r}: choose md, csv or html")

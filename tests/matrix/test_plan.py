@@ -1,0 +1,78 @@
+"""Planning: which cells, stable keys, every determining input in the key."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from reidbench.matrix import ALL_ATTACKS, Cell, MatrixConfig, cell_key, plan_cells, resolve_attacks
+from reidbench.registry import UnknownNameError
+
+
+def test_cells_of_a_defended_and_an_undefended_model():
+    cfg = MatrixConfig(models=("baseline", "jad"), attacks=("sma", "lta", "dmr"))
+    cells = plan_cells(cfg)
+    got = {(c.model, c.defense, c.attack, c.threat) for c in cells}
+    assert got == {
+        ("baseline", "none", "clean", "clean"), ("baseline", "none", "sma", "white-box"),
+        ("baseline", "none", "lta", "white-box"), ("baseline", "none", "dmr", "transfer"),
+        ("jad", "cs", "clean", "clean"), ("jad", "cs", "sma", "oblivious"), ("jad", "cs", "sma", "adaptive"),
+        ("jad", "cs", "lta", "oblivious"), ("jad", "cs", "lta", "adaptive"), ("jad", "cs", "dmr", "transfer"),
+    }
+    assert len(cells) == len(got)
+    no_adapt = plan_cells(dataclasses.replace(cfg, adaptive=False))
+    assert not any(c.threat == "adaptive" for c in no_adapt) and len(no_adapt) == 8
+
+
+def test_extra_defenses_seeds_and_eps_multiply_the_cells():
+    cfg = MatrixConfig(models=("baseline",), attacks=("sma",), defenses=("none", "jpeg"), seeds=(0, 1),
+                       eps=(2 / 255, 5 / 255))
+    cells = plan_cells(cfg)
+    rows = {(c.defense, c.seed) for c in cells}
+    assert rows == {("none", 0), ("none", 1), ("jpeg", 0), ("jpeg", 1)}
+    # per row: clean + 2 eps x (white-box | oblivious + adaptive)
+    assert sum(1 for c in cells if c.defense == "none") == 2 * (1 + 2)
+    assert sum(1 for c in cells if c.defense == "jpeg") == 2 * (1 + 2 * 2)
+    jad = plan_cells(MatrixConfig(models=("jad",), attacks=("sma",), defenses=("none", "jpeg")))
+    assert {c.defense for c in jad} == {"cs", "cs+jpeg"}
+
+
+def test_attack_names_resolve_with_all_and_aliases():
+    assert resolve_attacks(["all"]) == ALL_ATTACKS
+    assert resolve_attacks(["M-IFGSM", "sma", "mifgsm", "ta:PGD"]) == ("mifgsm", "sma", "ta:PGD")
+    with pytest.raises(UnknownNameError, match="(?i)did you mean"):
+        resolve_attacks(["smaa"])
+
+
+BASE = Cell("baseline", "none", "sma", "white-box", "synthreid", 0, 5 / 255, 15)
+KW = dict(checkpoint_sha256="a" * 64, dataset_fingerprint="f" * 64, extra={"rerank": True}, version="1.0")
+
+
+def test_key_is_stable_across_processes():
+    here = cell_key(BASE, **KW)
+    code = ("from reidbench.matrix import Cell, cell_key; "
+            "print(cell_key(Cell('baseline', 'none', 'sma', 'white-box', 'synthreid', 0, 5/255, 15), "
+            "checkpoint_sha256='a'*64, dataset_fingerprint='f'*64, extra={'rerank': True}, version='1.0'))")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert here == there and len(here) == 64
+
+
+@pytest.mark.parametrize("change", [
+    dict(cell=dataclasses.replace(BASE, attack="lta")),
+    dict(cell=dataclasses.replace(BASE, eps=8 / 255)),
+    dict(cell=dataclasses.replace(BASE, steps=50)),
+    dict(cell=dataclasses.replace(BASE, seed=1)),
+    dict(cell=dataclasses.replace(BASE, defense="jpeg")),
+    dict(cell=dataclasses.replace(BASE, threat="adaptive")),
+    dict(cell=dataclasses.replace(BASE, model="pd")),
+    dict(checkpoint_sha256="b" * 64),
+    dict(dataset_fingerprint="e" * 64),
+    dict(extra={"rerank": False}),
+    dict(version="1.1"),
+])
+def test_every_determining_input_changes_the_key(change):
+    kw = dict(KW)
+    cell = change.pop("cell", BASE)
+    kw.update(change)
+    assert cell_key(cell, **kw) != cell_key(BASE, **KW)

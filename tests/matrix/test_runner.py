@@ -1,0 +1,125 @@
+"""The matrix runner end to end on a tiny synthreid with one-epoch models."""
+
+import json
+
+import pytest
+
+import reidbench.attacks.evaluate as evaluate_mod
+from reidbench.matrix import MatrixConfig, iter_records, run_matrix
+
+FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+def config(tiny_synth, **kw):
+    return MatrixConfig(data_root=str(tiny_synth), **{**FAST, **kw})
+
+
+def metrics_by_slug(results):
+    return {r["slug"]: (r["metrics"], r["metrics_rerank"], r["per_query"]) for r in iter_records(results)}
+
+
+def count_gallery_extractions(monkeypatch, n_gallery):
+    calls = []
+    real = evaluate_mod.extract_features
+
+    def counting(model, images, *a, **k):
+        if len(images) == n_gallery:
+            calls.append(type(model).__name__)
+        return real(model, images, *a, **k)
+
+    monkeypatch.setattr(evaluate_mod, "extract_features", counting)
+    return calls
+
+
+def test_gallery_features_once_per_model_and_defense(tiny_synth, store, tmp_path, monkeypatch):
+    from reidbench.data import load_dataset
+
+    n_gallery = len(load_dataset("synthreid", tiny_synth).gallery)
+    counts = {}
+    for attacks in (("sma",), ("sma", "fna", "odfa")):
+        calls = count_gallery_extractions(monkeypatch, n_gallery)
+        run = run_matrix(config(tiny_synth, models=("baseline", "jad"), attacks=attacks), tmp_path / "-".join(attacks),
+                         store=store, progress=False)
+        assert len(run.computed) == 2 + 3 * len(attacks)  # baseline: clean + wb; jad: clean + obl + adapt
+        counts[attacks] = list(calls)
+        monkeypatch.undo()
+    # baseline: once; jad: once through CS (evaluation) and once without (the oblivious attacker's guides)
+    assert len(counts[("sma",)]) == 3
+    assert counts[("sma",)] == counts[("sma", "fna", "odfa")]
+
+
+def test_records_schema_resume_and_second_run(tiny_synth, store, tmp_path, monkeypatch):
+    cfg = config(tiny_synth, models=("baseline", "jad"), attacks=("sma", "dmr"))
+    ref = tmp_path / "uninterrupted"
+    first = run_matrix(cfg, ref, store=store, progress=False)
+    assert len(first.computed) == 2 + 1 + 1 + 2 + 1 and not first.skipped
+    rec = next(r for r in iter_records(ref) if r["cell"]["threat"] == "adaptive")
+    for field in ("key", "cell", "metrics", "metrics_rerank", "perturbation", "per_query", "config", "seeds",
+                  "provenance", "clean_metrics"):
+        assert field in rec, field
+    assert set(rec["metrics"]) == {"R1", "R5", "R10", "mAP", "mINP"} == set(rec["metrics_rerank"])
+    assert rec["perturbation"]["linf_max"] <= 5 / 255 + 1e-6 and rec["perturbation"]["l2_mean"] > 0
+    assert rec["config"]["model"]["sha256"] and rec["config"]["dataset"]["fingerprint"]
+    for k in ("reidbench_version", "git_sha", "torch_version", "cuda_version", "device", "wall_seconds"):
+        assert k in rec["provenance"], k
+    dmr = next(r for r in iter_records(ref) if r["cell"]["attack"] == "dmr" and r["cell"]["model"] == "jad")
+    assert dmr["config"]["surrogate"]["surrogate_preset"] == "baseline"
+    assert dmr["config"]["surrogate"]["surrogate_sha256"] != dmr["config"]["model"]["sha256"]
+    assert dmr["perturbation"]["linf_max"] <= 16 / 255 + 1e-6
+
+    # a second invocation computes nothing
+    again = run_matrix(cfg, ref, store=store, progress=False)
+    assert not again.computed and len(again.skipped) == len(first.computed)
+
+    # crash in the middle of the third attacked cell, then start again
+    crashed = tmp_path / "crashed"
+    real = evaluate_mod.attack_queries
+    import reidbench.matrix.runner as runner_mod
+
+    seen = []
+
+    def crashing(*a, **k):
+        seen.append(1)
+        if len(seen) == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "attack_queries", crashing, raising=False)
+    monkeypatch.setattr(evaluate_mod, "attack_queries", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(cfg, crashed, store=store, progress=False)
+    monkeypatch.undo()
+    partial = list((crashed / "records").glob("*.json"))
+    assert 0 < len(partial) < len(first.computed)
+    assert not list((crashed / "records").glob(".*"))          # no half-written record
+    assert not list((crashed / "claims").glob("*.lock"))       # claims released
+    resumed = run_matrix(cfg, crashed, store=store, progress=False)
+    assert len(resumed.skipped) == len(partial) and len(resumed.computed) == len(first.computed) - len(partial)
+    assert metrics_by_slug(crashed) == metrics_by_slug(ref)
+
+
+def test_cli_smoke_and_leaderboard(tiny_synth, store, tmp_path, capsys, monkeypatch):
+    from reidbench.cli import main
+
+    monkeypatch.setenv("REIDBENCH_CHECKPOINTS", str(store))
+    res = tmp_path / "res"
+    argv = ["-q", "matrix", "--models", "baseline", "--attacks", "sma,fna", "--data-root", str(tiny_synth),
+            "--synth-size", "tiny", "--epochs", "1", "--steps", "2", "--results", str(res)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| baseline" in out and "SMA 5/255" in out and "FNA 5/255" in out and "3 cells computed" in out
+    assert main(argv) == 0
+    assert "0 cells computed, 3 already recorded" in capsys.readouterr().out
+    assert main(["leaderboard", "--results", str(res), "--format", "csv", "--out", str(tmp_path / "b.csv")]) == 0
+    csv = (tmp_path / "b.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,model,defense,seeds,clean R1,clean mAP,SMA 5/255 R1")
+    assert len(csv) == 2
+    assert main(["leaderboard", "--results", str(tmp_path / "nothing")]) == 2
+    assert "run `reidbench matrix" in capsys.readouterr().err
+    assert main(["matrix", "--models", "basline", "--results", str(res)]) == 2
+    assert "did you mean" in capsys.readouterr().err.lower()
