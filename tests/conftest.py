@@ -42,7 +42,7 @@ def tiny_trained(tiny_synth):
     ds = load_dataset("synthreid", tiny_synth)
     tr = load_images(ds.train, progress=False)
     torch.manual_seed(0)
-    model = build_architecture("resnet-small", int(tr.pids.max()) + 1, widths=(8, 16, 24, 32))
-    recipe = get_recipe("cpu").replace(epochs=8, batch_size=32)
+    model = build_architecture("resnet-small", int(tr.pids.max()) + 1, widths=(16, 32, 48, 64))
+    recipe = get_recipe("cpu").replace(epochs=30, batch_size=32)  # about 10 s; R1 35 / mAP 34
     result = train_model(model, tr.images, tr.pids, recipe, seed=0, progress=False)
     return result.model.eval(), ds, tr

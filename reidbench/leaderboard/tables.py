@@ -116,8 +116,9 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
     order = next((o for o in df["models_order"] if o), ())
     model_rank = {m: i for i, m in enumerate(order)}
     attacked = df[df["attack"] != "clean"]
-    combos = sorted({(r.attack, r.eps, r.threat) for r in attacked.itertuples()},
-                    key=lambda c: _attack_sort_key(*c))
+    # white-box (no defense), oblivious (defended row) and transfer share a column; adaptive twins beside
+    combos = sorted({(r.attack, r.eps, "adaptive" if r.threat == "adaptive" else "main")
+                     for r in attacked.itertuples()}, key=lambda c: _attack_sort_key(*c))
     titles = [_title(*c) for c in combos]
     eps_levels = sorted({e for e in attacked["eps"] if e is not None and not pd.isna(e)})
     worst_titles = (["worst"] if len(eps_levels) <= 1 else [f"worst <= {_fmt_eps(e)}" for e in eps_levels])
@@ -139,7 +140,8 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
         put("clean", g[g["attack"] == "clean"])
         for combo, title in zip(combos, titles):
             a, e, t = combo
-            sub = g[(g["attack"] == a) & (g["threat"] == t) & (g["eps"].apply(lambda v: v == e))]
+            threat_ok = g["threat"] == "adaptive" if t == "adaptive" else g["threat"] != "adaptive"
+            sub = g[(g["attack"] == a) & threat_ok & (g["eps"].apply(lambda v: v == e))]
             if len(sub):
                 put(title, sub)
         att = g[g["attack"] != "clean"]

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerate leaderboards/synthreid: run (or resume) the matrix, then write the tables from the records.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=leaderboards/synthreid
+reidbench matrix --models baseline,pd,jad,at-lta,goat --attacks all --results "$OUT" "$@"
+for fmt in md csv html; do
+  reidbench leaderboard --results "$OUT" --format "$fmt" --title "reidbench leaderboard: synthreid" --out "$OUT/board.$fmt"
+done
+reidbench leaderboard --results "$OUT" --format md --rerank --title "reidbench leaderboard: synthreid, re-ranked" \
+  --out "$OUT/board-rerank.md"
