@@ -1,6 +1,5 @@
 """The matrix runner end to end on a tiny synthreid with one-epoch models."""
 
-import json
 
 import pytest
 
