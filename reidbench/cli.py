@@ -317,7 +317,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     for m in models:
         get_preset(m)  # unknown names fail here, with a suggestion
-    defenses = ["none"] + [d.strip() for d in (args.defenses or "").split(",") if d.strip() and d.strip() != "none"]
+    from .utils import split_specs
+
+    defenses = ["none"] + [d for d in split_specs(args.defenses or "") if d != "none"]
     if len(defenses) > 1:
         from .defenses import build_defense
 
@@ -330,7 +332,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                           dataset=args.dataset, data_root=args.data_root, synth_size=args.synth_size, eps=eps,
                           steps=args.steps, seeds=seeds, rerank=args.rerank, adaptive=args.adaptive, eot=args.eot,
                           io=args.io, surrogate=args.surrogate, epochs=args.epochs, dmr_epochs=args.dmr_epochs,
-                          device=_device(args.device), batch_size=args.batch_size)
+                          device=_device(args.device), batch_size=args.batch_size,
+                          attack_args=_matrix_attack_args(args.attack_arg))
     run = run_matrix(config, results, force=args.force, progress=not args.quiet,
                      store=args.checkpoints, echo=(lambda s: None) if args.quiet else print)
     print(render(results, "md", rerank=False, title=f"reidbench leaderboard ({config.dataset})"))
@@ -340,6 +343,150 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(f"{len(run.computed)} cells computed, {len(run.skipped)} already recorded"
           + (f", {len(run.busy)} being computed by another run" if run.busy else "") + f"; {stages}")
     print(f"records in {Path(results) / 'records'}; tables: reidbench leaderboard --results {results} --format md|csv|html")
+    return 0
+
+
+def _matrix_attack_args(items) -> dict:
+    """``--attack-arg mifgsm:gong_faithful=true`` (repeatable) -> ``{"mifgsm": {"gong_faithful": True}}``."""
+    out: dict = {}
+    for item in items or []:
+        attack, colon, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if not colon or not eq or not key:
+            raise CLIError(f"--attack-arg expects ATTACK:KEY=VALUE (e.g. mifgsm:gong_faithful=true), got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(ATTACKS.entry(attack).name, {})[key] = parsed
+    return out
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import RECIPES, render_comparison
+
+    if args.recipe not in RECIPES:
+        raise CLIError(f"unknown recipe {args.recipe!r}; known: {', '.join(RECIPES)}")
+    runner, _ = RECIPES[args.recipe]
+    dataset = "synthreid" if args.smoke else args.dataset
+    if not args.smoke and not dataset.lower().startswith("synth") and not args.data_root:
+        raise CLIError(f"{args.recipe} on {dataset} needs --data-root pointing at your copy of the dataset "
+                       "(or --smoke for the same pipeline on a tiny synthreid)")
+    suffix = "-smoke" if args.smoke else ""
+    results = args.results or f"results/{args.recipe}-{dataset}{suffix}{'-faithful' if args.faithful else ''}"
+    table = runner(results, dataset=dataset, data_root=args.data_root, smoke=args.smoke, seed=args.seed,
+                   faithful=args.faithful, adaptive=args.adaptive, device=_device(args.device),
+                   batch_size=args.batch_size, epochs=args.epochs, force=args.force, progress=not args.quiet,
+                   store=args.checkpoints, echo=(lambda s: None) if args.quiet else print)
+    print(render_comparison(table, "md", f"{args.recipe} on {dataset}{' (smoke)' if args.smoke else ''}"))
+    missing = int(table["reidbench"].isna().sum())
+    print(f"{len(table)} paper numbers compared; {missing} without a reidbench value; "
+          f"{Path(results) / 'reproduction.md'} and .csv written")
+    return 0 if missing == 0 else 1
+
+
+def _viz_queries(args: argparse.Namespace, n: int) -> list[int]:
+    if args.queries:
+        return [int(q) for q in args.queries.split(",")]
+    k = min(args.num_queries, n)
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
+def _viz_adversarial(args, model, card, ds, device, queries, defense, evalset) -> dict:
+    """label -> adversarial images of the selected queries: from --adv files, and by running each --attack."""
+    from .attacks import build_attack, load_adversarial
+    from .defenses import DefendedModel
+    from .viz import attack_selected_queries
+
+    out = {}
+    for item in args.adv or []:
+        label, eq, path = item.partition("=")
+        if not eq:
+            label, path = Path(item).stem, item
+        imgs, _ = load_adversarial(path)
+        out[label] = imgs
+    for name in args.attack or []:
+        kw = _attack_kwargs(args)
+        adaptive = bool(getattr(args, "adaptive", False)) and defense is not None
+        target = DefendedModel(model, defense, adaptive=True) if adaptive else model
+        attack = build_attack(name, target, **kw)
+        label = attack.name + (" adaptive" if adaptive else "")
+        out[label] = attack_selected_queries(attack, evalset, queries, model, device,
+                                             context=evalset.context(adaptive=adaptive))
+    return out
+
+
+def _select(images, idx: list[int]):
+    """Rows ``idx`` of a decoded split (a uint8 tensor, or a list for images of varying size)."""
+    return images[idx] if hasattr(images, "index_select") else [images[i] for i in idx]
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from . import viz
+
+    kind = args.viz_command
+    if kind in ("curves", "heatmap"):
+        if kind == "curves":
+            out = viz.plot_eps_curves(args.results, args.out, rerank=args.rerank, title=args.title)
+        else:
+            out = viz.plot_heatmap(args.results, args.out, metric=args.metric, rerank=args.rerank, title=args.title)
+        print(f"wrote {out}")
+        return 0
+    from .attacks.evaluate import prepare_evalset
+    from .data.transforms import to_model_input
+
+    device, model, card, ds = _checkpoint_and_data(args)
+    defense = _test_defense(args, card)
+    if kind == "perturbation" and defense is None:
+        from .defenses import build_defense
+
+        defense = build_defense("cs")  # the seed's Figure 6 shows the perturbation after CS
+    evalset = prepare_evalset(model, ds, device, 128, not args.quiet, defense=defense if kind == "ranks" else None)
+    queries = _viz_queries(args, len(evalset.q_pids))
+    if kind == "ranks":
+        advs = _viz_adversarial(args, model, card, ds, device, queries, defense, evalset)
+        lists = viz.ranked_lists(model, ds, queries, adversarial=advs, defense=defense, topk=args.topk, device=device,
+                                 evalset=evalset)
+        out = viz.plot_ranked_lists(lists, args.out, title=args.title or
+                                    f"{card.get('preset', card['arch'])} on {ds.name}"
+                                    + (f", test-time {defense.name}" if defense is not None else ""))
+    elif kind == "perturbation":
+        advs = _viz_adversarial(args, model, card, ds, device, queries, None, evalset)
+        if len(advs) != 1:
+            raise CLIError("viz perturbation shows one adversarial set: give one --attack or one --adv")
+        (label, adv), = advs.items()
+        idx = list(range(len(queries))) if len(adv) == len(queries) else queries
+        clean = to_model_input(_select(evalset.query_images, queries), tuple(model.input_size), device)
+        out = viz.plot_perturbation(clean, adv[idx].to(clean), args.out, defense=defense,
+                                    title=args.title or f"{label} on {card.get('preset', card['arch'])}")
+    elif kind == "gradcam":
+        from .models import load_checkpoint
+
+        models = {card.get("preset", card["arch"]): model}
+        for extra in args.compare or []:
+            m2, c2 = load_checkpoint(extra, device=device)
+            models[c2.get("preset", c2["arch"])] = m2
+        clean = to_model_input(_select(evalset.query_images, queries), tuple(model.input_size), device)
+        advs = {}
+        for name, m in models.items():
+            ev = evalset if m is model else prepare_evalset(m, ds, device, 128, False)
+            advs[name] = _viz_adversarial(args, m, card, ds, device, queries, None, ev)
+        out = viz.plot_grad_cam(models, clean, advs, args.out, title=args.title)
+    else:  # tsne
+        import torch
+
+        from .attacks.evaluate import _eval_features
+        from .defenses.pd import grayscale
+
+        pids = evalset.q_pids.unique()[: args.ids]
+        sel = torch.isin(evalset.q_pids, pids).nonzero().flatten().tolist()
+        clean = to_model_input(_select(evalset.query_images, sel), tuple(model.input_size), device)
+        feats = {"clean": _eval_features(model, clean)}
+        for label, adv in _viz_adversarial(args, model, card, ds, device, sel, None, evalset).items():
+            feats[label] = _eval_features(model, adv.to(clean))
+        feats["grayscale"] = _eval_features(model, torch.stack([grayscale(x) for x in clean]))
+        out = viz.plot_tsne(feats, evalset.q_pids[sel], args.out, seed=args.seed, title=args.title)
+    print(f"wrote {out}")
     return 0
 
 
@@ -508,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--attacks", default="all",
                     help="attack names, comma-separated, or 'all' (sma, lta, mifgsm, fna, odfa, dmr)")
     mp.add_argument("--defenses", default="none",
-                    help="extra test-time defenses crossed with every model (cs, jpeg, bitdepth, rrp, cs+jpeg...); "
+                    help="extra test-time defenses crossed with every model (cs, jpeg, bitdepth, rrp, cs+jpeg, "
+                         "cs(sizes=P1), jpeg(quality=50)...); "
                          "'none' (the model as its preset defines it) is always included")
     _add_data_args(mp)
     mp.add_argument("--eps", default=None, help="budget(s), comma-separated (5/255,8/255); default: each attack's "
@@ -521,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="adaptive twins of every attack for rows with a test-time defense (default: on)")
     mp.add_argument("--eot", type=int, default=10, help="EOT samples for randomised test-time defenses (adaptive)")
     mp.add_argument("--io", default="memory", choices=["memory", "png", "jpeg75"])
+    mp.add_argument("--attack-arg", action="append", metavar="ATTACK:KEY=VALUE",
+                    help="extra argument of one attack (JSON value), e.g. mifgsm:gong_faithful=true; repeatable")
     mp.add_argument("--surrogate", default="baseline", help="preset DMR is fitted on (default: %(default)s)")
     mp.add_argument("--epochs", type=int, default=None, help="override every preset's training epochs (smoke runs)")
     mp.add_argument("--dmr-epochs", type=int, default=None, help="override DMR's fitting epochs")
@@ -539,6 +689,71 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--title", default=None)
     lp.add_argument("--out", default=None, help="write to FILE (atomically) instead of stdout")
     lp.set_defaults(func=cmd_leaderboard)
+
+    rp = sub.add_parser("reproduce", help="run a paper's protocol and print reidbench's numbers next to the paper's")
+    rp.add_argument("recipe", help="recipe name: seed-cvpr22 (Gong et al., CVPRW 2022, Tables 1, 4, 5, 6, 7)")
+    rp.add_argument("--dataset", default="market1501", help="market1501 (default) or dukemtmcreid (Table 4 only)")
+    rp.add_argument("--data-root", default=None, help="folder holding your copy of the dataset")
+    rp.add_argument("--smoke", action="store_true",
+                    help="the same pipeline on a tiny synthreid with 1-epoch models and 2-step attacks "
+                         "(compared with the paper's Market-1501 numbers; checks the plumbing, not the figures)")
+    rp.add_argument("--faithful", action="store_true",
+                    help="the seed code's I/O and evaluation: JPEG-75 adversarial queries, Market-official "
+                         "trapezoid AP, single-guide M-IFGSM, the seed's LTA details")
+    rp.add_argument("--adaptive", action="store_true", help="also run CS-aware (adaptive) twins (not in the paper)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--epochs", type=int, default=None, help="override every model's training epochs")
+    rp.add_argument("--device", default="auto")
+    rp.add_argument("--batch-size", type=int, default=64)
+    rp.add_argument("--results", default=None, help="results folder (default: results/<recipe>-<dataset>[-smoke])")
+    rp.add_argument("--checkpoints", default=None, help="checkpoint store (default: $REIDBENCH_HOME/checkpoints)")
+    rp.add_argument("--force", action="store_true", help="recompute cells that already have a record")
+    rp.set_defaults(func=cmd_reproduce)
+
+    vp = sub.add_parser("viz", help="figures: ranked lists, perturbations, eps curves, heat-maps, Grad-CAM, t-SNE "
+                                    "(needs the [viz] extra)")
+    vsub = vp.add_subparsers(dest="viz_command", metavar="FIGURE")
+    vhelp = {"ranks": "a query and its top-k gallery images, clean vs each attack (the seed's Figure 1)",
+             "perturbation": "clean, adversarial, the amplified perturbation and what CS leaves of it (Figure 6)",
+             "gradcam": "Grad-CAM maps on clean and adversarial queries, for one or more models (Figure 8)",
+             "tsne": "t-SNE of clean, adversarial and grayscale features of a few identities (Figure 7)",
+             "curves": "mAP and rank-1 against eps from matrix records (run the matrix with --eps lists)",
+             "heatmap": "robust mAP (or R1) of every leaderboard row under every attack, from records"}
+    for kind, text in vhelp.items():
+        v = vsub.add_parser(kind, help=text, description=text)
+        v.add_argument("--out", required=True, help="FILE.png or FILE.svg")
+        v.add_argument("--title", default=None)
+        if kind in ("curves", "heatmap"):
+            v.add_argument("--results", default="results", help="results folder of `reidbench matrix`")
+            v.add_argument("--rerank", action="store_true", help="the metrics after re-ranking")
+            if kind == "heatmap":
+                v.add_argument("--metric", default="mAP", choices=["mAP", "R1"])
+            v.set_defaults(func=cmd_viz)
+            continue
+        v.add_argument("--checkpoint", required=True, help="model.pt written by `reidbench train`")
+        _add_data_args(v, default=None)
+        v.add_argument("--attack", action="append", help="run this attack on the shown queries (repeatable)")
+        v.add_argument("--adv", action="append", metavar="[LABEL=]FILE",
+                       help="saved adversarial queries (`reidbench attack --save FILE.pt`); repeatable")
+        v.add_argument("--queries", default=None, help="query indices, e.g. 0,17,42 (default: evenly spaced)")
+        v.add_argument("--num-queries", type=int, default=3 if kind != "perturbation" else 2)
+        v.add_argument("--eps", default=None, help="attack budget, e.g. 5/255 (default: the attack's)")
+        v.add_argument("--alpha", default=None)
+        v.add_argument("--steps", type=int, default=None)
+        v.add_argument("--attack-arg", action="append", metavar="KEY=VALUE")
+        v.add_argument("--seed", type=int, default=0)
+        v.add_argument("--device", default="auto")
+        v.add_argument("--defense", default=None, help="test-time defense (default: the preset's; perturbation: cs)")
+        if kind == "ranks":
+            v.add_argument("--topk", type=int, default=10)
+            v.add_argument("--adaptive", action="store_true", help="attack through the test-time defense")
+        if kind == "gradcam":
+            v.add_argument("--compare", action="append", metavar="CHECKPOINT",
+                           help="another model to show beside it, e.g. the PD model (repeatable)")
+        if kind == "tsne":
+            v.add_argument("--ids", type=int, default=6, help="identities to show (default 6)")
+        v.set_defaults(func=cmd_viz)
+    vp.set_defaults(func=lambda a: _missing_action(vp))
 
     dp = sub.add_parser("data", help="generate synthreid or check a dataset folder")
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION")

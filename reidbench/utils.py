@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import tempfile
 from contextlib import contextmanager
 from fractions import Fraction
@@ -13,7 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "seed_everything", "parse_fraction"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "seed_everything", "parse_fraction",
+           "parse_spec", "split_specs"]
 
 
 @contextmanager
@@ -58,3 +61,53 @@ def parse_fraction(text: str | float | int) -> float:
         return float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"cannot read {text!r} as a number or a fraction like 5/255") from None
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses:
+    ``"cs(sizes=P1),jpeg(quality=50, x=1)"`` -> ``["cs(sizes=P1)", "jpeg(quality=50, x=1)"]``."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ')' in {text!r}")
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth:
+        raise ValueError(f"unbalanced '(' in {text!r}")
+    out.append("".join(cur).strip())
+    return [p for p in out if p]
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"jpeg(quality=50)"`` -> ``("jpeg", {"quality": 50})``; a bare name has no arguments.
+
+    Values are read as JSON where they parse (``50``, ``0.5``, ``true``, ``[110, 50]``) and as
+    strings otherwise (``sizes=P1``); budgets may be written as fractions (``eps=8/255``). Nothing is
+    evaluated as code."""
+    spec = spec.strip()
+    m = re.fullmatch(r"([^()]+?)\s*(?:\((.*)\))?", spec, flags=re.S)
+    if not m or not m.group(1).strip():
+        raise ValueError(f"cannot read {spec!r}: expected NAME or NAME(key=value, ...)")
+    name, body = m.group(1).strip(), m.group(2)
+    kwargs: dict[str, Any] = {}
+    for item in split_specs(body.replace("[", "(").replace("]", ")")) if body else []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"cannot read {item!r} in {spec!r}: expected key=value")
+        raw = raw.strip().replace("(", "[").replace(")", "]")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            try:
+                value = parse_fraction(raw) if "/" in raw else raw
+            except ValueError:
+                value = raw
+        kwargs[key.strip()] = value
+    return name, kwargs

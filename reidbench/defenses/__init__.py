@@ -19,12 +19,23 @@ __all__ = [
 
 
 def build_defense(name: str, **kwargs) -> Defense:
-    """The defense registered as ``name``; ``"pd+cs"`` composes registered defenses."""
+    """The defense registered as ``name``; ``"pd+cs"`` composes registered defenses, and each part
+    may carry arguments: ``"cs(sizes=P1)"``, ``"cs+jpeg(quality=50)"`` (see :func:`~reidbench.utils.parse_spec`)."""
     from ..registry import DEFENSES
+    from ..utils import parse_spec
 
-    names = [n.strip() for n in name.split("+")]
-    if len(names) == 1:
-        return DEFENSES.get(names[0])(**kwargs)
+    def make(base: str, kw: dict) -> Defense:
+        entry = DEFENSES.entry(base)
+        try:
+            return entry.obj(**kw)
+        except TypeError as e:
+            raise ValueError(f"defense {entry.name!r}: {e}; it accepts "
+                             f"{', '.join(entry.defaults) or 'no arguments'}") from None
+
+    parts = [parse_spec(n) for n in name.split("+")]
+    if len(parts) == 1:
+        return make(parts[0][0], {**parts[0][1], **kwargs})
     if kwargs:
-        raise ValueError("keyword arguments apply to a single defense, not to a composition")
-    return ComposedDefense([DEFENSES.get(n)() for n in names])
+        raise ValueError("keyword arguments apply to a single defense, not to a composition; write "
+                         "them in the name, e.g. 'cs+jpeg(quality=50)'")
+    return ComposedDefense([make(base, own) for base, own in parts])

@@ -59,7 +59,8 @@ def load_records(results: str | os.PathLike) -> pd.DataFrame:
                "eot": rec["config"].get("eot"), "deterministic": _deterministic(rec["config"].get("defense")),
                "version": rec["provenance"].get("reidbench_version"), "git_sha": rec["provenance"].get("git_sha"),
                "device_name": rec["provenance"].get("device_name"), "key": rec["key"], "n": n,
-               "models_order": tuple(rec["config"].get("matrix", {}).get("models", ()))}
+               "models_order": tuple(rec["config"].get("matrix", {}).get("models", ())),
+               "io": rec["config"].get("io"), "ap_definition": rec["config"].get("ap")}
         for k in METRICS:
             row[k] = rec["metrics"][k]
             row[f"rr_{k}"] = (rec.get("metrics_rerank") or {}).get(k, np.nan)

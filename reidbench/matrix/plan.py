@@ -51,6 +51,9 @@ class MatrixConfig:
     device: str = "cpu"
     batch_size: int = 64
     ap: str = "torchreid"
+    #: extra keyword arguments per attack name, e.g. ``{"mifgsm": {"gong_faithful": True}}``; they
+    #: are part of each cell (and so of its key)
+    attack_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,17 +126,15 @@ def plan_cells(config: MatrixConfig, preset_defenses: dict[str, str | None] | No
                 cells.append(Cell(model, label, "clean", "clean", config.dataset, seed))
                 for eps in config.eps:
                     for attack in config.attacks:
+                        kw = dict(config.attack_args.get(attack, {}))
                         if attack in TRANSFER_ATTACKS:
-                            cells.append(Cell(model, label, attack, "transfer", config.dataset, seed, eps, None))
+                            cells.append(Cell(model, label, attack, "transfer", config.dataset, seed, eps, None, kw))
                             continue
-                        if label == "none":
-                            cells.append(Cell(model, label, attack, "white-box", config.dataset, seed, eps,
-                                              config.steps))
-                            continue
-                        cells.append(Cell(model, label, attack, "oblivious", config.dataset, seed, eps, config.steps))
-                        if config.adaptive:
-                            cells.append(Cell(model, label, attack, "adaptive", config.dataset, seed, eps,
-                                              config.steps))
+                        threats = ("white-box",) if label == "none" else \
+                            (("oblivious", "adaptive") if config.adaptive else ("oblivious",))
+                        for threat in threats:
+                            cells.append(Cell(model, label, attack, threat, config.dataset, seed, eps, config.steps,
+                                              dict(kw)))
     return cells
 
 

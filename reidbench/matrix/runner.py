@@ -209,7 +209,8 @@ def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool 
                 if dkey not in dmr_cache:
                     dmr_cache[dkey] = fitted_dmr(sur_ckpt, dataset, eps=cell.eps, seed=seed, device=config.device,
                                                  store=store, progress=progress, run=run,
-                                                 overrides={"epochs": config.dmr_epochs})
+                                                 overrides={"epochs": config.dmr_epochs,
+                                                            **config.attack_args.get("dmr", {})})
                 atk, gpath = dmr_cache[dkey]
                 dmr_info = {"surrogate_preset": config.surrogate, "surrogate_sha256": sur_card["sha256"],
                             "generator_sha256": atk.card["sha256"], "generator": str(gpath)}
@@ -309,7 +310,7 @@ def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool 
 
 
 def _attack_kwargs(cell: Cell, config: MatrixConfig, defense) -> dict[str, Any]:
-    kw: dict[str, Any] = {"seed": cell.seed}
+    kw: dict[str, Any] = {**cell.attack_kwargs, "seed": cell.seed}
     if cell.eps is not None:
         kw["eps"] = cell.eps
     if cell.steps is not None:

@@ -51,6 +51,12 @@ _register(ModelPreset("sb", "strong baseline: BNNeck ResNet-50, CE-LS + triplet 
                       recipe="strong", synth_arch_kwargs={"widths": (32, 64, 128, 256)}), aliases=("strong-baseline-preset",))
 _register(ModelPreset("pd", "baseline trained with the proactive defense PD (seed, section 3.2.1)", train_defense="pd"),
           aliases=("proactive",))
+# seed Table 5's "CF" row: the commented-out ``Fuse_RGB_Gray_Sketch(G=0.05, G_rgb=0.01, S_rgb=0.01, Aug=0)``
+# of the seed's train.py -- grayscale and channel fusion, no AutoAugment, no LHT
+_register(ModelPreset("cf", "baseline trained with channel fusion only (grayscale + CF, no AutoAugment, no LHT; "
+                      "seed Table 5 ablation)", train_defense="pd",
+                      train_defense_kwargs={"p_gray": 0.05, "p_gray_rgb": 0.01, "p_sketch_rgb": 0.01, "p_aug": 0.0,
+                                            "p_lht": 0.0}), aliases=("channel-fusion",))
 _register(ModelPreset("jad", "joint defense JAD = PD-trained model + circuitous scaling at test time (the seed's method)",
                       train_defense="pd", test_defense="cs"), aliases=("joint-defense",))
 for _atk in ("sma", "lta", "mifgsm"):

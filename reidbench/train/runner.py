@@ -29,7 +29,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
                  progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
     """Train model preset ``preset`` on ``dataset.train``; write ``out_dir/model.pt`` + ``model.json``.
 
-    ``epochs`` / ``arch`` override the preset's; ``pretrained`` (real datasets) loads ImageNet
+    ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained`` (real datasets) loads ImageNet
     weights through torchvision (default on for real datasets, off for synthreid)."""
     p = get_preset(preset)
     arch_name, arch_kwargs, recipe_name = p.resolve(dataset.name, pretrained)
@@ -53,6 +53,8 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         from ..defenses import build_defense
 
         defense = build_defense(p.train_defense, **p.train_defense_kwargs)
+        if epochs is not None and hasattr(defense, "epochs"):
+            defense.epochs = epochs  # --epochs overrides every training stage (AT's fine-tuning too)
         train_transform = defense.train_transform if defense.has_train_side else None
         if hasattr(defense, "batch_hook"):
             batch_hook = defense.batch_hook(train.images, train.pids, seed)

@@ -76,3 +76,17 @@ def test_every_determining_input_changes_the_key(change):
     cell = change.pop("cell", BASE)
     kw.update(change)
     assert cell_key(cell, **kw) != cell_key(BASE, **KW)
+
+
+def test_attack_args_reach_their_attack_only_and_change_its_key():
+    plain = MatrixConfig(models=("baseline",), attacks=("sma", "mifgsm"))
+    faithful = dataclasses.replace(plain, attack_args={"mifgsm": {"gong_faithful": True}})
+    before = {c.attack: c for c in plan_cells(plain)}
+    after = {c.attack: c for c in plan_cells(faithful)}
+    assert after["mifgsm"].attack_kwargs == {"gong_faithful": True} and after["sma"].attack_kwargs == {}
+    k = dict(checkpoint_sha256="c" * 64, dataset_fingerprint="d" * 64)
+    assert cell_key(after["sma"], **k) == cell_key(before["sma"], **k)
+    assert cell_key(after["mifgsm"], **k) != cell_key(before["mifgsm"], **k)
+    from reidbench.matrix.runner import _attack_kwargs
+
+    assert _attack_kwargs(after["mifgsm"], faithful, None)["gong_faithful"] is True

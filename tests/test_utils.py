@@ -1,0 +1,35 @@
+"""Spec strings (``cs(sizes=P1)``) and the defenses built from them."""
+
+import pytest
+
+from reidbench.defenses import CircuitousScaling, ComposedDefense, build_defense
+from reidbench.utils import parse_spec, split_specs
+
+
+def test_parse_spec_reads_json_strings_and_fractions():
+    assert parse_spec("jpeg") == ("jpeg", {})
+    name, kw = parse_spec(" cs( sizes=P1 , quantize=false) ")
+    assert name == "cs" and kw == {"sizes": "P1", "quantize": False}
+    _, kw = parse_spec("x(a=[110, 50], e=8/255, n=3)")
+    assert kw == {"a": [110, 50], "e": pytest.approx(8 / 255), "n": 3}
+
+
+@pytest.mark.parametrize("bad", ["(a=1)", "cs(sizes)", "cs(=1)"])
+def test_parse_spec_rejects_malformed(bad):
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_spec(bad)
+
+
+def test_split_specs_keeps_commas_inside_parentheses():
+    assert split_specs("cs(sizes=P1),jpeg(quality=50, x=1), rrp,") == ["cs(sizes=P1)", "jpeg(quality=50, x=1)", "rrp"]
+    with pytest.raises(ValueError, match="unbalanced"):
+        split_specs("cs(sizes=P1")
+
+
+def test_build_defense_with_arguments_and_compositions():
+    d = build_defense("cs(sizes=P1)")
+    assert isinstance(d, CircuitousScaling) and d.sizes == ((110, 50),)
+    comp = build_defense("cs+jpeg(quality=50)")
+    assert isinstance(comp, ComposedDefense) and comp.parts[1].quality == 50
+    with pytest.raises(ValueError, match="accepts sizes, native"):
+        build_defense("cs(size=P1)")
