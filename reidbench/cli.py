@@ -392,7 +392,7 @@ def _viz_queries(args: argparse.Namespace, n: int) -> list[int]:
     return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
 
 
-def _viz_adversarial(args, model, card, ds, device, queries, defense, evalset) -> dict:
+def _viz_adversarial(args, model, device, queries, defense, evalset) -> dict:
     """label -> adversarial images of the selected queries: from --adv files, and by running each --attack."""
     from .attacks import build_attack, load_adversarial
     from .defenses import DefendedModel
@@ -416,11 +416,6 @@ def _viz_adversarial(args, model, card, ds, device, queries, defense, evalset) -
     return out
 
 
-def _select(images, idx: list[int]):
-    """Rows ``idx`` of a decoded split (a uint8 tensor, or a list for images of varying size)."""
-    return images[idx] if hasattr(images, "index_select") else [images[i] for i in idx]
-
-
 def cmd_viz(args: argparse.Namespace) -> int:
     from . import viz
 
@@ -434,6 +429,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
         return 0
     from .attacks.evaluate import prepare_evalset
     from .data.transforms import to_model_input
+    from .viz.ranked import select_rows
 
     device, model, card, ds = _checkpoint_and_data(args)
     defense = _test_defense(args, card)
@@ -444,19 +440,19 @@ def cmd_viz(args: argparse.Namespace) -> int:
     evalset = prepare_evalset(model, ds, device, 128, not args.quiet, defense=defense if kind == "ranks" else None)
     queries = _viz_queries(args, len(evalset.q_pids))
     if kind == "ranks":
-        advs = _viz_adversarial(args, model, card, ds, device, queries, defense, evalset)
+        advs = _viz_adversarial(args, model, device, queries, defense, evalset)
         lists = viz.ranked_lists(model, ds, queries, adversarial=advs, defense=defense, topk=args.topk, device=device,
                                  evalset=evalset)
         out = viz.plot_ranked_lists(lists, args.out, title=args.title or
                                     f"{card.get('preset', card['arch'])} on {ds.name}"
                                     + (f", test-time {defense.name}" if defense is not None else ""))
     elif kind == "perturbation":
-        advs = _viz_adversarial(args, model, card, ds, device, queries, None, evalset)
+        advs = _viz_adversarial(args, model, device, queries, None, evalset)
         if len(advs) != 1:
             raise CLIError("viz perturbation shows one adversarial set: give one --attack or one --adv")
         (label, adv), = advs.items()
         idx = list(range(len(queries))) if len(adv) == len(queries) else queries
-        clean = to_model_input(_select(evalset.query_images, queries), tuple(model.input_size), device)
+        clean = to_model_input(select_rows(evalset.query_images, queries), tuple(model.input_size), device)
         out = viz.plot_perturbation(clean, adv[idx].to(clean), args.out, defense=defense,
                                     title=args.title or f"{label} on {card.get('preset', card['arch'])}")
     elif kind == "gradcam":
@@ -466,11 +462,11 @@ def cmd_viz(args: argparse.Namespace) -> int:
         for extra in args.compare or []:
             m2, c2 = load_checkpoint(extra, device=device)
             models[c2.get("preset", c2["arch"])] = m2
-        clean = to_model_input(_select(evalset.query_images, queries), tuple(model.input_size), device)
+        clean = to_model_input(select_rows(evalset.query_images, queries), tuple(model.input_size), device)
         advs = {}
         for name, m in models.items():
             ev = evalset if m is model else prepare_evalset(m, ds, device, 128, False)
-            advs[name] = _viz_adversarial(args, m, card, ds, device, queries, None, ev)
+            advs[name] = _viz_adversarial(args, m, device, queries, None, ev)
         out = viz.plot_grad_cam(models, clean, advs, args.out, title=args.title)
     else:  # tsne
         import torch
@@ -480,9 +476,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
         pids = evalset.q_pids.unique()[: args.ids]
         sel = torch.isin(evalset.q_pids, pids).nonzero().flatten().tolist()
-        clean = to_model_input(_select(evalset.query_images, sel), tuple(model.input_size), device)
+        clean = to_model_input(select_rows(evalset.query_images, sel), tuple(model.input_size), device)
         feats = {"clean": _eval_features(model, clean)}
-        for label, adv in _viz_adversarial(args, model, card, ds, device, sel, None, evalset).items():
+        for label, adv in _viz_adversarial(args, model, device, sel, None, evalset).items():
             feats[label] = _eval_features(model, adv.to(clean))
         feats["grayscale"] = _eval_features(model, torch.stack([grayscale(x) for x in clean]))
         out = viz.plot_tsne(feats, evalset.q_pids[sel], args.out, seed=args.seed, title=args.title)

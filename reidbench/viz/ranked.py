@@ -17,7 +17,14 @@ import torch
 from ..data.transforms import to_model_input
 from .common import MATCH, MISMATCH, plt, save_figure, to_hwc
 
-__all__ = ["RankedLists", "ranked_lists", "plot_ranked_lists", "plot_perturbation", "attack_selected_queries"]
+__all__ = ["RankedLists", "ranked_lists", "plot_ranked_lists", "plot_perturbation", "attack_selected_queries",
+           "select_rows"]
+
+
+def select_rows(images, idx: Sequence[int]):
+    """Rows ``idx`` of a decoded split (a uint8 tensor, or a list for images of varying size)."""
+    idx = [int(i) for i in idx]
+    return images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx]
 
 
 @dataclass
@@ -45,12 +52,10 @@ def _topk(qf: torch.Tensor, gf: torch.Tensor, q_pids, q_camids, g_pids, g_camids
 def attack_selected_queries(attack, evalset, queries: Sequence[int], model: torch.nn.Module,
                             device: str | torch.device = "cpu", context=None) -> torch.Tensor:
     """Adversarial versions (float, in [0, 1]) of the selected queries only."""
-    idx = torch.as_tensor(list(queries))
-    x = to_model_input(evalset.query_images[idx] if isinstance(evalset.query_images, torch.Tensor)
-                       else [evalset.query_images[i] for i in idx], tuple(model.input_size), device)
+    idx = torch.as_tensor(list(queries), device=evalset.q_pids.device)
+    x = to_model_input(select_rows(evalset.query_images, queries), tuple(model.input_size), device)
     ctx = evalset.context() if context is None else context
-    return attack(x, evalset.q_pids[idx.to(evalset.q_pids.device)], evalset.q_camids[idx.to(evalset.q_camids.device)],
-                  ctx).detach()
+    return attack(x, evalset.q_pids[idx], evalset.q_camids[idx], ctx).detach()
 
 
 def ranked_lists(model: torch.nn.Module, dataset, queries: Sequence[int], *,
@@ -75,8 +80,7 @@ def ranked_lists(model: torch.nn.Module, dataset, queries: Sequence[int], *,
     gallery = load_images(dataset.gallery, progress=False)
     out = RankedLists(queries, ev.q_pids[qi].tolist(), gallery.images, ev.g_pids.cpu())
     size = tuple(model.input_size)
-    clean = to_model_input(ev.query_images[qi.cpu()] if isinstance(ev.query_images, torch.Tensor)
-                           else [ev.query_images[i] for i in queries], size, device)
+    clean = to_model_input(select_rows(ev.query_images, queries), size, device)
     versions = {"clean": clean}
     for label, imgs in (adversarial or {}).items():
         imgs = imgs.float() / 255 if imgs.dtype == torch.uint8 else imgs.float()
