@@ -88,3 +88,14 @@ def test_the_worked_example_runs(tmp_path):
     script.write_text(code)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_own_model_example_runs(tmp_path):
+    """docs/examples/own_model_ranks.py (quickstart step 4, a model reidbench did not train)."""
+    pytest.importorskip("matplotlib")
+    out_png = tmp_path / "ranks.png"
+    out = subprocess.run([sys.executable, str(DOCS / "examples" / "own_model_ranks.py"), "--synth-size", "tiny",
+                          "--input-size", "128,64", "--queries", "0,3", "--out", str(out_png)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out_png.stat().st_size > 10_000 and out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -218,8 +218,12 @@ class MetricAttack:
                 direction = g_mom.sign()
             else:
                 direction = grad.sign()
-            x_adv = self.project(x_adv + self.alpha * direction, x)
+            x_adv = self.project(x_adv + self.step_size(x) * direction, x)
         return x_adv
+
+    def step_size(self, x: torch.Tensor) -> float | torch.Tensor:
+        """The step of one iteration: ``alpha`` (a subclass may return a per-channel tensor)."""
+        return self.alpha
 
     def gradient(self, x_adv: torch.Tensor, state: dict[str, Any], step: int) -> torch.Tensor:
         total = None

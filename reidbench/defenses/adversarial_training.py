@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from ..attacks.base import AttackContext, FeatureBank, MetricAttack, format_eps, squared_distance
 from ..data.base import default_data_home
 from ..data.transforms import to_model_input
+from ..models.base import IMAGENET_STD
 from ..registry import DEFENSES
 from ..utils import atomic_torch_save
 from .base import Defense
@@ -141,22 +143,64 @@ class GOATGuides:
 
 class GOATAttack(MetricAttack):
     """The PGD that GOAT trains on: maximise ``sum_p ||phi(x') - p||^2 - ||phi(x') - pull||^2``
-    (Bouniot et al.), pixel-space eps 5/255, alpha 1/255, 7 steps, random start."""
+    (Bouniot et al.), pixel-space eps 5/255, alpha 1/255, 7 steps, random start.
+
+    ``channel_scale`` (3 values) multiplies eps and alpha per channel: with the normalisation's std it
+    reproduces CEA's budget in normalised units (``eps_space="normalized"`` of :class:`GOAT`).
+    ``keep_mode=True`` runs in the model's current mode instead of eval mode (CEA's train-mode
+    BatchNorm: batch statistics, running statistics updated by every forward pass).
+    A ``pull`` of None drops the pulling term (SMA-guided GOAT: the push guide is the clean feature)."""
 
     name = "goat-pgd"
 
-    def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=7, random_start=True, **kw) -> None:
+    def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=7, random_start=True,
+                 channel_scale=None, keep_mode: bool = False, **kw) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, **kw)
+        self.channel_scale = None if channel_scale is None else torch.as_tensor(channel_scale, dtype=torch.float32)
+        self.keep_mode = keep_mode
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor | float:
+        return 1.0 if self.channel_scale is None else self.channel_scale.to(x.device, x.dtype).view(1, -1, 1, 1)
 
     def prepare(self, x, pids, camids, context):
         if not isinstance(context, GOATGuides):
             raise ValueError("GOATAttack needs context=GOATGuides(push, pull)")
         return {"push": context.push, "pull": context.pull}
 
+    def step_size(self, x):
+        return self.alpha * self._scale(x)
+
+    def init(self, x):
+        if self.channel_scale is None or not self.random_start:
+            return super().init(x)
+        noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-1, 1, generator=self.generator).to(x.device)
+        return (x + noise * (self.eps * self._scale(x))).clamp(0, 1)
+
+    def project(self, x_adv, x):
+        if self.channel_scale is None:
+            return super().project(x_adv, x)
+        bound = self.eps * self._scale(x)
+        return (x + torch.maximum(torch.minimum(x_adv - x, bound), -bound)).clamp(0, 1)
+
     def loss(self, x_adv, state, step):
         f = self.features(x_adv)
         push = (f[:, None] - state["push"]).pow(2).sum(-1).sum(1)
-        return push - squared_distance(f, state["pull"])
+        return push if state["pull"] is None else push - squared_distance(f, state["pull"])
+
+    @contextmanager
+    def _attack_mode(self):
+        if not self.keep_mode:
+            with super()._attack_mode():
+                yield
+            return
+        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 @DEFENSES.register("goat", aliases=("online-at",), paper="Bouniot et al., CVPRW 2020 (arXiv 2004.07618)",
@@ -166,31 +210,60 @@ class GOAT(Defense):
     examples (pixel space, eps 5/255, alpha 1/255, random start) made with the current model, pushed
     from ``num_push`` random same-identity training images and pulled towards the furthest in-batch
     image of another identity; guide features come from the current model. Generation runs with
-    BatchNorm in eval mode (running statistics untouched) on the training-time feature (no flip-TTA). ``clean_fraction`` keeps a share of clean
-    images in each batch (0 = adversarial only, as CEA's code).
+    BatchNorm in eval mode (running statistics untouched) on the training-time feature (no flip-TTA).
+    ``clean_fraction`` keeps a share of clean images in each batch (0 = adversarial only, as CEA's code).
 
-    Deviations from CEA's code on purpose (spec section 3.2): eps in pixel units (CEA: normalised
-    units, about 1.1/255 in pixels), eval-mode BatchNorm during generation (CEA: train mode), the
-    pulling guide restricted to another identity."""
+    Deviations from CEA's code on purpose (spec section 3.2), each with its switch:
+
+    * ``eps_space="pixel"``: eps and alpha in pixel units. CEA attacks normalised tensors, so its
+      5/255 is 5/255 of a normalised unit, about 1.1/255 in pixels (``"normalized"``).
+    * ``bn_mode="eval"``: BatchNorm uses and keeps its running statistics during generation. CEA
+      generates in train mode: batch statistics, and the 1 + 7 forward passes update the running
+      statistics (``"train"``; dropout is active as well).
+    * ``pull="other-identity"``: the pulling guide is the furthest in-batch image of another identity.
+      CEA takes the furthest other image whatever its identity (``"any"``).
+    * ``cea_faithful=True`` sets all three to CEA's choice.
+
+    ``guides="sma"`` is CEA's SMA-guided variant (``--adv --sma``, checkpoint ``*_goat_classif_sma``):
+    the only guide is the sample's own clean feature, pushed away from; no pulling guide."""
 
     name = "goat"
     deterministic = True
     differentiable = True
 
     def __init__(self, eps: float = 5 / 255, alpha: float = 1 / 255, steps: int = 7, num_push: int = 4,
-                 clean_fraction: float = 0.0) -> None:
+                 clean_fraction: float = 0.0, guides: str = "fna", eps_space: str | None = None,
+                 bn_mode: str | None = None, pull: str | None = None, cea_faithful: bool = False) -> None:
         self.eps, self.alpha, self.steps = eps, alpha, steps
         self.num_push = num_push
         self.clean_fraction = clean_fraction
+        self.cea_faithful = bool(cea_faithful)
+        self.guides = _choice("guides", guides, ("fna", "sma"))
+        self.eps_space = _choice("eps_space", eps_space or ("normalized" if cea_faithful else "pixel"),
+                                 ("pixel", "normalized"))
+        self.bn_mode = _choice("bn_mode", bn_mode or ("train" if cea_faithful else "eval"), ("eval", "train"))
+        self.pull = _choice("pull", pull or ("any" if cea_faithful else "other-identity"), ("other-identity", "any"))
 
     def config(self):
-        return {"eps": format_eps(self.eps), "alpha": format_eps(self.alpha), "steps": self.steps,
-                "num_push": self.num_push, "clean_fraction": self.clean_fraction}
+        cfg = {"eps": format_eps(self.eps), "alpha": format_eps(self.alpha), "steps": self.steps,
+               "num_push": self.num_push, "clean_fraction": self.clean_fraction}
+        # the switches enter the record (and the checkpoint key) only when they leave the canonical
+        # choice, so that canonical GOAT checkpoints keep their key
+        for k, canonical in (("guides", "fna"), ("eps_space", "pixel"), ("bn_mode", "eval"), ("pull", "other-identity")):
+            if getattr(self, k) != canonical:
+                cfg[k] = getattr(self, k)
+        return cfg
 
     def push_indices(self, y: torch.Tensor, members: dict[int, torch.Tensor], g: torch.Generator) -> torch.Tensor:
         """``num_push`` random training images of each sample's identity (flattened, (B * P,))."""
         return torch.cat([members[p][torch.randint(0, len(members[p]), (self.num_push,), generator=g)]
                           for p in y.tolist()])
+
+    def _channel_scale(self, model: nn.Module):
+        if self.eps_space == "pixel":
+            return None
+        std = getattr(model, "pixel_std", None)
+        return (std.flatten().tolist() if isinstance(std, torch.Tensor) else list(IMAGENET_STD))
 
     def batch_hook(self, images, pids: torch.Tensor, seed: int = 0):
         """The engine's ``batch_hook`` for a training set (``images`` uint8, ``pids`` labels)."""
@@ -199,28 +272,44 @@ class GOAT(Defense):
         def hook(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int):
             g = torch.Generator().manual_seed(seed * 1_000_003 + step)
             size = tuple(model.input_size)
-            idx = self.push_indices(y, members, g)
-            guides = images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx.tolist()]
-            model.eval()  # BatchNorm statistics stay untouched by guide and attack forward passes
+            was_training = model.training
+            # eval: BatchNorm statistics stay untouched by guide and attack forward passes;
+            # train (CEA): batch statistics, running statistics updated by every pass
+            model.train(self.bn_mode == "train")
             # generate on the training-time feature: flip-TTA would double every forward pass
             flip = getattr(model, "flip_tta", None)
             if flip is not None:
                 model.flip_tta = False
             try:
                 with torch.no_grad():
-                    push = model(to_model_input(guides, size, x.device)).view(len(y), self.num_push, -1)
-                    f = model(x)
-                    d = torch.cdist(f, f).masked_fill(y[:, None] == y[None], float("-inf"))
-                    pull = f[d.argmax(1)]
+                    if self.guides == "sma":
+                        push, pull = model(x)[:, None], None
+                    else:
+                        idx = self.push_indices(y, members, g)
+                        guides = images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx.tolist()]
+                        push = model(to_model_input(guides, size, x.device)).view(len(y), self.num_push, -1)
+                        f = model(x)
+                        d = torch.cdist(f, f)
+                        d = (d.masked_fill(y[:, None] == y[None], float("-inf")) if self.pull == "other-identity"
+                             else d.fill_diagonal_(float("-inf")))
+                        pull = f[d.argmax(1)]
                 atk = GOATAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps,
-                                 seed=seed * 1_000_003 + step)
+                                 seed=seed * 1_000_003 + step, channel_scale=self._channel_scale(model),
+                                 keep_mode=self.bn_mode == "train")
                 adv = atk(x.clamp(0, 1), y, None, GOATGuides(push, pull))
             finally:
                 if flip is not None:
                     model.flip_tta = flip
+                model.train(was_training)
             if self.clean_fraction > 0:
                 keep = torch.rand(len(y), generator=g).to(x.device) < self.clean_fraction
                 adv = torch.where(keep[:, None, None, None], x, adv)
             return adv, y
 
         return hook
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"GOAT {name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value

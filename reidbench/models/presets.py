@@ -65,6 +65,12 @@ for _atk in ("sma", "lta", "mifgsm"):
                           train_defense_kwargs={"attack": _atk}))
 _register(ModelPreset("goat", "online adversarial training GOAT (Bouniot et al.): PGD-7 batches with FNA-style guides",
                       train_defense="goat"))
+_register(ModelPreset("goat-cea", "GOAT as CEA's released code trains it: eps in normalised units (about 1.1/255 in "
+                      "pixels), train-mode BatchNorm during generation, pulling guide of any identity",
+                      train_defense="goat", train_defense_kwargs={"cea_faithful": True}))
+_register(ModelPreset("goat-sma", "SMA-guided online adversarial training (CEA's --adv --sma variant): PGD-7 batches "
+                      "pushed away from their own clean features", train_defense="goat",
+                      train_defense_kwargs={"guides": "sma"}))
 _register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed's second architecture)",
                       arch="ft_net_dense", synth_arch_kwargs={"widths": (16, 40, 80, 160)}))
 

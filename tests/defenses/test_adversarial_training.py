@@ -76,3 +76,39 @@ def test_at_and_goat_presets_train_through_the_engine(tiny_synth, tmp_path):
                  str(out), "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["defense"]["name"] == "goat" and card["history"][0]["hook_share"] > 0.3
+
+
+def test_goat_cea_faithful_switches(tiny):
+    """cea_faithful: budget in normalised units (about 1.1/255 in pixels, per channel), train-mode
+    BatchNorm (running statistics move), pulling guide of any identity; each is recorded."""
+    _, tr = tiny
+    model = small(int(tr.pids.max()) + 1).train()
+    canonical, faithful = GOAT(steps=3), GOAT(steps=3, cea_faithful=True)
+    assert set(canonical.config()) == {"eps", "alpha", "steps", "num_push", "clean_fraction"}
+    assert faithful.config()["eps_space"] == "normalized" and faithful.config()["bn_mode"] == "train"
+    assert faithful.config()["pull"] == "any"
+    assert GOAT(cea_faithful=True, bn_mode="eval").bn_mode == "eval"  # a switch overrides the preset
+    bn = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+    x, y = tr.images[:8].float() / 255, tr.pids[:8]
+    adv, _ = faithful.batch_hook(tr.images, tr.pids, seed=1)(model, x, y, 0)
+    assert model.training
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in bn.items())
+    per_channel = (adv - x).abs().amax(dim=(0, 2, 3))
+    bound = 5 / 255 * torch.tensor([0.229, 0.224, 0.225])
+    assert torch.all(per_channel <= bound + 1e-6) and torch.all(per_channel > 0.5 * bound)
+    adv_pixel, _ = canonical.batch_hook(tr.images, tr.pids, seed=1)(model, x, y, 0)
+    assert float((adv_pixel - x).abs().max()) > 2 * float(bound.max())
+
+
+def test_goat_sma_guided_and_bad_switches(tiny):
+    _, tr = tiny
+    model = small(int(tr.pids.max()) + 1).eval()
+    x, y = tr.images[:8].float() / 255, tr.pids[:8]
+    goat = GOAT(steps=3, guides="sma")
+    assert goat.config()["guides"] == "sma"
+    adv, _ = goat.batch_hook(tr.images, tr.pids, seed=1)(model, x, y, 0)
+    with torch.no_grad():
+        moved = (model(adv) - model(x)).norm(dim=1)
+    assert float((adv - x).abs().max()) <= 5 / 255 + 1e-6 and bool((moved > 0).all())
+    with pytest.raises(ValueError, match="eps_space must be one of 'pixel', 'normalized'"):
+        GOAT(eps_space="normalised")
