@@ -116,6 +116,7 @@ class MetricAttack:
     name = "metric-attack"
     paper = ""
     threat_model = ""
+    keep_mode = False  # True: attack in the model's current train/eval mode instead of eval mode
 
     def __init__(self, model: nn.Module, *, eps: float | str = 5 / 255, alpha: float | str = 1 / 255,
                  steps: int = 15, random_start: bool = False, momentum: float | None = None,
@@ -240,11 +241,13 @@ class MetricAttack:
     def _attack_mode(self) -> Iterator[None]:
         model = self.model
         was_training = model.training
-        if was_training:
+        keep = self.keep_mode  # a subclass that must run in the model's own mode (CEA's GOAT)
+        if was_training and not keep:
             warnings.warn(f"{type(model).__name__} was in train mode; {self.name} attacks it in eval mode "
                           "(BatchNorm statistics frozen, no dropout) and restores train mode afterwards", stacklevel=4)
         flags = [(p, p.requires_grad) for p in model.parameters()]
-        model.eval()
+        if not keep:
+            model.eval()
         for p, _ in flags:
             p.requires_grad_(False)
         try:

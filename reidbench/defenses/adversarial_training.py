@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,21 +185,6 @@ class GOATAttack(MetricAttack):
         f = self.features(x_adv)
         push = (f[:, None] - state["push"]).pow(2).sum(-1).sum(1)
         return push if state["pull"] is None else push - squared_distance(f, state["pull"])
-
-    @contextmanager
-    def _attack_mode(self):
-        if not self.keep_mode:
-            with super()._attack_mode():
-                yield
-            return
-        flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
 
 
 @DEFENSES.register("goat", aliases=("online-at",), paper="Bouniot et al., CVPRW 2020 (arXiv 2004.07618)",

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Figures of the committed synthreid board, embedded by leaderboards/README.md. Run after
+# scripts/regenerate-leaderboard.sh on the same machine: the heat-map comes from the records alone,
+# the ranked lists and the perturbation panel need the board's checkpoints (checked against the
+# SHA-256 the records name).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=leaderboards/synthreid
+STORE="${REIDBENCH_CHECKPOINTS:-${REIDBENCH_HOME:-$HOME/.cache/reidbench}/checkpoints}"
+ckpt() {  # the store's checkpoint of preset $1 whose SHA-256 the board's records name
+  python3 - "$STORE" "$OUT" "$1" <<'PY'
+import json, sys
+from pathlib import Path
+from reidbench.matrix.records import iter_records
+from reidbench.models import sha256_file
+store, results, preset = sys.argv[1:]
+wanted = {r["config"]["model"]["sha256"] for r in iter_records(results) if r["config"]["model"]["preset"] == preset}
+for path in sorted(Path(store).glob(f"{preset}-synthreid-default-s0-*/model.pt")):
+    if sha256_file(path) in wanted:
+        print(path)
+        sys.exit(0)
+sys.exit(f"no checkpoint of {preset!r} under {store} matches the board's records: run scripts/regenerate-leaderboard.sh here first")
+PY
+}
+time reidbench viz heatmap --results "$OUT" --out "$OUT/heatmap.png" --title "synthreid: robust mAP, eps 5/255 (DMR 16/255)"
+base=$(ckpt baseline)
+jad=$(ckpt jad)
+time reidbench viz ranks --checkpoint "$base" --attack lta --attack sma --queries 0,120,240 --out "$OUT/ranks-baseline.png" \
+  --title "baseline: clean, LTA and SMA (eps 5/255)"
+time reidbench viz ranks --checkpoint "$jad" --attack lta --queries 0,120,240 --out "$OUT/ranks-jad.png" \
+  --title "JAD (PD + CS): clean and LTA oblivious of CS"
+time reidbench viz perturbation --checkpoint "$base" --attack lta --queries 0,120 --out "$OUT/perturbation-lta.png"
