@@ -40,6 +40,8 @@ def main(argv=None) -> None:
     net = build_my_model()
     if args.weights:
         net.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+    else:
+        print("no --weights: a randomly initialised stand-in, so expect no true matches in the figure")
     h, w = (int(v) for v in args.input_size.split(","))
     model = ModuleEmbedder(net, input_size=(h, w)).eval()  # flip-TTA and L2-normalised features by default
 
