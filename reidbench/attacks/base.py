@@ -150,16 +150,24 @@ class MetricAttack:
         """Per-sample objective (B,) to maximise."""
         raise NotImplementedError
 
+    def budget(self, x: torch.Tensor) -> float | torch.Tensor:
+        """The L-infinity bound: ``eps`` (a subclass may return a per-channel (1, C, 1, 1) tensor)."""
+        return self.eps
+
     def init(self, x: torch.Tensor) -> torch.Tensor:
         if not self.random_start:
             return x.clone()
+        b = self.budget(x)
         # drawn on the CPU so that a seed gives the same start on every device
-        noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=self.generator)
-        return (x + noise.to(x.device)).clamp(0, 1)
+        if isinstance(b, torch.Tensor):
+            noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-1, 1, generator=self.generator).to(x.device) * b
+        else:
+            noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-b, b, generator=self.generator).to(x.device)
+        return (x + noise).clamp(0, 1)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        delta = (x_adv - x).clamp(-self.eps, self.eps)
-        return (x + delta).clamp(0, 1)
+        b = self.budget(x)
+        return (x + (x_adv - x).clamp(-b, b)).clamp(0, 1)
 
     # ------------------------------------------------------------------ helpers for subclasses
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +231,7 @@ class MetricAttack:
         return x_adv
 
     def step_size(self, x: torch.Tensor) -> float | torch.Tensor:
-        """The step of one iteration: ``alpha`` (a subclass may return a per-channel tensor)."""
+        """The step of one iteration: ``alpha`` (a subclass may return a per-channel tensor, as ``budget``)."""
         return self.alpha
 
     def gradient(self, x_adv: torch.Tensor, state: dict[str, Any], step: int) -> torch.Tensor:

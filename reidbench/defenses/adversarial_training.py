@@ -166,20 +166,11 @@ class GOATAttack(MetricAttack):
             raise ValueError("GOATAttack needs context=GOATGuides(push, pull)")
         return {"push": context.push, "pull": context.pull}
 
+    def budget(self, x):
+        return self.eps * self._scale(x)
+
     def step_size(self, x):
         return self.alpha * self._scale(x)
-
-    def init(self, x):
-        if self.channel_scale is None or not self.random_start:
-            return super().init(x)
-        noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-1, 1, generator=self.generator).to(x.device)
-        return (x + noise * (self.eps * self._scale(x))).clamp(0, 1)
-
-    def project(self, x_adv, x):
-        if self.channel_scale is None:
-            return super().project(x_adv, x)
-        bound = self.eps * self._scale(x)
-        return (x + torch.maximum(torch.minimum(x_adv - x, bound), -bound)).clamp(0, 1)
 
     def loss(self, x_adv, state, step):
         f = self.features(x_adv)
@@ -221,7 +212,6 @@ class GOAT(Defense):
         self.eps, self.alpha, self.steps = eps, alpha, steps
         self.num_push = num_push
         self.clean_fraction = clean_fraction
-        self.cea_faithful = bool(cea_faithful)
         self.guides = _choice("guides", guides, ("fna", "sma"))
         self.eps_space = _choice("eps_space", eps_space or ("normalized" if cea_faithful else "pixel"),
                                  ("pixel", "normalized"))
