@@ -200,7 +200,13 @@ class GOAT(Defense):
     * ``cea_faithful=True`` sets all three to CEA's choice.
 
     ``guides="sma"`` is CEA's SMA-guided variant (``--adv --sma``, checkpoint ``*_goat_classif_sma``):
-    the only guide is the sample's own clean feature, pushed away from; no pulling guide."""
+    the only guide is the sample's own clean feature, pushed away from; no pulling guide.
+
+    ``finetune_epochs=None`` (canonical) trains online from the start, with the preset's recipe, as
+    CEA does from ImageNet weights. An integer ``n`` first trains the model normally with the recipe,
+    then fine-tunes it online for ``n`` epochs (a ``fit`` side): the protocol the seed gives its own
+    method and AT ("20 training epochs" on a normally trained model, section 4.1), so that GOAT is
+    compared with them at the same training budget (preset ``goat-ft``)."""
 
     name = "goat"
     deterministic = True
@@ -208,7 +214,12 @@ class GOAT(Defense):
 
     def __init__(self, eps: float = 5 / 255, alpha: float = 1 / 255, steps: int = 7, num_push: int = 4,
                  clean_fraction: float = 0.0, guides: str = "fna", eps_space: str | None = None,
-                 bn_mode: str | None = None, pull: str | None = None, cea_faithful: bool = False) -> None:
+                 bn_mode: str | None = None, pull: str | None = None, cea_faithful: bool = False,
+                 finetune_epochs: int | None = None) -> None:
+        if finetune_epochs is not None and int(finetune_epochs) < 1:
+            raise ValueError(f"GOAT finetune_epochs must be None (train online from the start) or at least 1; "
+                             f"got {finetune_epochs!r}")
+        self.finetune_epochs = None if finetune_epochs is None else int(finetune_epochs)
         self.eps, self.alpha, self.steps = eps, alpha, steps
         self.num_push = num_push
         self.clean_fraction = clean_fraction
@@ -226,7 +237,33 @@ class GOAT(Defense):
         for k, canonical in (("guides", "fna"), ("eps_space", "pixel"), ("bn_mode", "eval"), ("pull", "other-identity")):
             if getattr(self, k) != canonical:
                 cfg[k] = getattr(self, k)
+        if self.finetune_epochs is not None:
+            cfg["finetune_epochs"] = self.finetune_epochs
         return cfg
+
+    @property
+    def trains_online(self) -> bool:
+        """Whether the training engine runs the batch hook from the first epoch (else :meth:`fit`
+        fine-tunes a normally trained model)."""
+        return self.finetune_epochs is None
+
+    @property
+    def has_fit_side(self) -> bool:
+        return self.finetune_epochs is not None
+
+    def fit(self, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *, recipe,
+            seed: int = 0, out_dir=None, device="cpu", progress: bool = False, **kw) -> nn.Module:
+        """Fine-tune the normally trained ``model`` online for ``finetune_epochs`` epochs."""
+        from ..train import train_model
+
+        if self.finetune_epochs is None:
+            raise RuntimeError("GOAT.fit fine-tunes a trained model; set finetune_epochs (or train with the "
+                               "batch hook from the start)")
+        result = train_model(model, images, pids, recipe.replace(epochs=self.finetune_epochs), seed=seed,
+                             out_dir=out_dir, device=device, progress=progress,
+                             batch_hook=self.batch_hook(images, pids, seed), config={"defense": self.describe()})
+        self.last_history = result.history
+        return result.model
 
     def push_indices(self, y: torch.Tensor, members: dict[int, torch.Tensor], g: torch.Generator) -> torch.Tensor:
         """``num_push`` random training images of each sample's identity (flattened, (B * P,))."""

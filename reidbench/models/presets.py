@@ -65,6 +65,9 @@ for _atk in ("sma", "lta", "mifgsm"):
                           train_defense_kwargs={"attack": _atk}))
 _register(ModelPreset("goat", "online adversarial training GOAT (Bouniot et al.): PGD-7 batches with FNA-style guides",
                       train_defense="goat"))
+_register(ModelPreset("goat-ft", "GOAT at the seed's training budget for JAD and AT: the baseline's normal training, "
+                      "then 20 epochs of online adversarial fine-tuning", train_defense="goat",
+                      train_defense_kwargs={"finetune_epochs": 20}))
 _register(ModelPreset("goat-cea", "GOAT as CEA's released code trains it: eps in normalised units (about 1.1/255 in "
                       "pixels), train-mode BatchNorm during generation, pulling guide of any identity",
                       train_defense="goat", train_defense_kwargs={"cea_faithful": True}))

@@ -76,6 +76,23 @@ def test_at_and_goat_presets_train_through_the_engine(tiny_synth, tmp_path):
                  str(out), "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["defense"]["name"] == "goat" and card["history"][0]["hook_share"] > 0.3
+    assert len(card["history"]) == 1 and "finetune_epochs" not in card["defense"]
+
+
+def test_goat_ft_trains_normally_then_fine_tunes_online(tiny_synth, tmp_path):
+    """goat-ft: a normal stage without the hook, then the online stage (``--epochs`` sets both)."""
+    from reidbench.cli import main
+
+    out = tmp_path / "goat-ft"
+    assert main(["-q", "train", "--model", "goat-ft", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+                 str(out), "--no-eval"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["defense"]["finetune_epochs"] == 1 and len(card["history"]) == 2
+    normal, online = card["history"]
+    assert normal["hook_share"] == 0 and online["hook_share"] > 0.3
+    assert (out / "fit" / "last.pt").is_file()
+    with pytest.raises(ValueError, match="finetune_epochs must be None"):
+        GOAT(finetune_epochs=0)
 
 
 def test_goat_cea_faithful_switches(tiny):
