@@ -1,0 +1,108 @@
+"""Issue 3's open question: does synthreid flatter circuitous scaling because of the pipeline?
+
+On Market-1501 the seed's models see 128x64 crops up-sampled to 256x128, and CS resizes that input
+down to 110x50 (0.43 of it); on synthreid the default model sees the native 128x64 and CS goes down
+to 0.86 of it. This probe trains (or loads) the synthreid baseline at a chosen input size and
+measures how much of rank-1 CS restores under white-box attacks that are oblivious of CS:
+
+    python benchmarks/cs_pipeline_probe.py --input 256x128 --out /tmp/cs-256.json
+    python benchmarks/cs_pipeline_probe.py --checkpoint STORE/baseline-.../model.pt --out /tmp/cs-128.json
+
+At 256x128 the small ResNet uses ResNet's 7x7/2 + max-pool stem (overall stride 4), so its stages
+run at the same feature-map sizes as the 128x64 model's, and the pad of the augmentation doubles.
+Prints and writes JSON: clean, attacked and CS-defended R1/mAP for each attack, and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from reidbench.attacks import build_attack
+from reidbench.attacks.evaluate import attack_queries, prepare_evalset
+from reidbench.data import load_dataset, load_images
+from reidbench.defenses import CircuitousScaling, DefendedModel
+from reidbench.evaluation import evaluate_features, extract_features
+from reidbench.models import build_architecture, load_checkpoint
+from reidbench.train import get_recipe, train_model
+from reidbench.utils import seed_everything
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def _metrics(res: dict) -> dict[str, float]:
+    return {"R1": round(float(res["R1"]), 2), "mAP": round(float(res["mAP"]), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", type=_size, default=(128, 64), help="model input size HxW (default 128x64)")
+    ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training one")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attacks", default="lta,sma")
+    ap.add_argument("--eps", type=float, default=5.0, help="in 1/255 units")
+    ap.add_argument("--save", help="write the trained model's weights here")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    ds = load_dataset("synthreid", progress=False)
+    t0 = time.perf_counter()
+    if args.checkpoint:
+        model, card = load_checkpoint(args.checkpoint)
+        source = {"checkpoint": args.checkpoint, "sha256": card["sha256"]}
+    else:
+        seed_everything(args.seed)
+        train = load_images(ds.train, progress=False)
+        h, w = args.input
+        kwargs = {"input_size": (h, w)} if (h, w) == (128, 64) else {"input_size": (h, w), "stem": "resnet"}
+        model = build_architecture("resnet-small", int(train.pids.max()) + 1, **kwargs)
+        recipe = get_recipe("cpu").replace(epochs=args.epochs, pad=4 * h // 128)
+        model = train_model(model, train.images, train.pids, recipe, seed=args.seed, progress=True).model
+        source = {"trained": True, "arch_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+                  "recipe": recipe.to_dict()}
+        if args.save:
+            torch.save(model.state_dict(), args.save)
+    train_s = time.perf_counter() - t0
+    model.eval()
+
+    cs = CircuitousScaling()
+    defended = DefendedModel(model, cs)
+    ev = prepare_evalset(model, ds)
+    q = load_images(ds.query, progress=False)
+    g = load_images(ds.gallery, progress=False)
+    q_cs = extract_features(defended, q.images, 128, "cpu")
+    g_cs = extract_features(defended, g.images, 128, "cpu")
+
+    def score(qf, gf):
+        return _metrics(evaluate_features(qf, gf, ev.q_pids, ev.g_pids, ev.q_camids, ev.g_camids))
+
+    out = {"input_size": list(model.input_size), "cs_sizes": [list(s) for s in cs.sizes],
+           "cs_min_scale": round(min(s[0] for s in cs.sizes) / model.input_size[0], 3), "source": source,
+           "train_seconds": round(train_s, 1), "clean": score(ev.q_feats, ev.g_feats), "clean_cs": score(q_cs, g_cs),
+           "attacks": {}, "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+           "torch": torch.__version__, "seed": args.seed}
+    for name in args.attacks.split(","):
+        t1 = time.perf_counter()
+        atk = build_attack(name, model, eps=args.eps / 255, seed=args.seed)
+        res = attack_queries(atk, ev, model, keep_images=True, progress=True)
+        adv_cs = extract_features(defended, res["images"], 128, "cpu")
+        attacked, attacked_cs = score(res["features"], ev.g_feats), score(adv_cs, g_cs)
+        out["attacks"][name] = {"attacked": attacked, "attacked_cs": attacked_cs,
+                                "r1_restored_by_cs": round(attacked_cs["R1"] / max(out["clean_cs"]["R1"], 1e-9), 3),
+                                "linf_max_255": round(res["linf_max"] * 255, 2), "seconds": round(time.perf_counter() - t1, 1)}
+    text = json.dumps(out, indent=2)
+    Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
