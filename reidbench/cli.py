@@ -171,8 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
                                 progress=not args.quiet)
-    last = result.history[-1] if result.history else {}
-    print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {card['recipe']['epochs']} epochs "
+    last = card["history"][-1] if card["history"] else {}  # with a fine-tuning stage (AT, goat-ft): its last
+    print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {len(card['history'])} epochs "
           f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "
           f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")
     print(f"checkpoint: {out / 'model.pt'} (sidecar {out / 'model.json'})")

@@ -15,7 +15,7 @@ from reidbench.matrix.records import iter_records
 from reidbench.models import sha256_file
 store, results, preset = sys.argv[1:]
 wanted = {r["config"]["model"]["sha256"] for r in iter_records(results) if r["config"]["model"]["preset"] == preset}
-for path in sorted(Path(store).glob(f"{preset}-synthreid-default-s0-*/model.pt")):
+for path in sorted(Path(store).glob("*-synthreid-default-s0-*/model.pt")):  # jad's are pd's weights
     if sha256_file(path) in wanted:
         print(path)
         sys.exit(0)
@@ -27,6 +27,6 @@ base=$(ckpt baseline)
 jad=$(ckpt jad)
 time reidbench viz ranks --checkpoint "$base" --attack lta --attack sma --queries 0,120,240 --out "$OUT/ranks-baseline.png" \
   --title "baseline: clean, LTA and SMA (eps 5/255)"
-time reidbench viz ranks --checkpoint "$jad" --attack lta --queries 0,120,240 --out "$OUT/ranks-jad.png" \
+time reidbench viz ranks --checkpoint "$jad" --defense cs --attack lta --queries 0,120,240 --out "$OUT/ranks-jad.png" \
   --title "JAD (PD + CS): clean and LTA oblivious of CS"
 time reidbench viz perturbation --checkpoint "$base" --attack lta --queries 0,120 --out "$OUT/perturbation-lta.png"

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .plan import Cell, MatrixConfig, cell_key, plan_cells
-from .records import (RECORD_FORMAT, CellClaim, encode_hits, provenance, read_record, record_path,
+from .records import (RECORD_FORMAT, CellClaim, encode_hits, git_sha, provenance, read_record, record_path,
                       write_record)
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,12 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
     """The checkpoint of ``preset`` trained on ``dataset`` with ``seed``: loaded from the store when
     present, trained (resuming a killed training) otherwise. Keyed by preset, dataset fingerprint,
     seed, epochs and reidbench's version."""
-    from ..models import get_preset
+    from ..models.presets import get_preset, training_preset
     from ..train import train_preset
 
-    p = get_preset(preset)
+    p = training_preset(preset)  # jad trains nothing of its own: it is pd's weights + CS
+    if p.name != get_preset(preset).name:
+        log.info("%s uses the weights of %s (it adds a test-time defense only)", preset, p.name)
     key = _hash({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
                  "reidbench": __version__})
     out = store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}"
@@ -168,6 +170,7 @@ def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool 
     from ..models import load_checkpoint
 
     echo = echo or (lambda s: None)
+    git_sha()  # provenance of the code this process runs: read now, not when the first record is written
     run = MatrixRun()
     results = Path(results)
     (results / "records").mkdir(parents=True, exist_ok=True)

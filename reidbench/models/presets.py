@@ -4,12 +4,12 @@ defense modules). A preset resolves differently on the embedded synthreid (a sma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..registry import MODELS
 
-__all__ = ["ModelPreset", "get_preset", "is_synthetic"]
+__all__ = ["ModelPreset", "get_preset", "is_synthetic", "training_preset"]
 
 
 def is_synthetic(dataset_name: str) -> bool:
@@ -84,3 +84,19 @@ def get_preset(name: str) -> ModelPreset:
         raise ValueError(f"{entry.name!r} is an architecture; give a model preset "
                          f"({', '.join(e.name for e in MODELS.entries() if e.meta.get('kind') == 'preset')})")
     return entry.obj
+
+
+def training_preset(name: str) -> ModelPreset:
+    """The preset whose trained weights ``name`` uses. A preset that only adds a test-time defense
+    to another preset's training (``jad`` = ``pd`` + CS) shares that preset's weights, so a matrix
+    trains them once and the two rows differ by the test-time defense alone."""
+    p = get_preset(name)
+    if p.test_defense is None:
+        return p
+    for entry in MODELS.entries():
+        q = entry.obj
+        if entry.meta.get("kind") == "preset" and q.test_defense is None and \
+                replace(q, name=p.name, description=p.description, test_defense=p.test_defense) == p:
+            return q
+    return p
+

@@ -90,6 +90,7 @@ def test_goat_ft_trains_normally_then_fine_tunes_online(tiny_synth, tmp_path):
     assert card["defense"]["finetune_epochs"] == 1 and len(card["history"]) == 2
     normal, online = card["history"]
     assert normal["hook_share"] == 0 and online["hook_share"] > 0.3
+    assert card["train_seconds"] >= normal["seconds"] + online["seconds"]  # both stages are timed
     assert (out / "fit" / "last.pt").is_file()
     with pytest.raises(ValueError, match="finetune_epochs must be None"):
         GOAT(finetune_epochs=0)

@@ -122,3 +122,34 @@ def test_cli_smoke_and_leaderboard(tiny_synth, store, tmp_path, capsys, monkeypa
     assert "run `reidbench matrix" in capsys.readouterr().err
     assert main(["matrix", "--models", "basline", "--results", str(res)]) == 2
     assert "did you mean" in capsys.readouterr().err.lower()
+
+
+def test_jad_shares_pd_weights_and_git_sha_is_read_at_start(tiny_synth, tmp_path, monkeypatch):
+    """jad = pd's training + CS: the matrix trains pd once, and both rows name the same checkpoint;
+    the records' git SHA is the one at the start of the run even if the tree changes during it."""
+    import reidbench.matrix.records as records_mod
+
+    monkeypatch.setitem(records_mod._GIT, "sha", "0" * 40)  # what the process saw when it started
+    own = tmp_path / "store"
+    run = run_matrix(config(tiny_synth, models=("pd", "jad"), attacks=("sma",), rerank=False), tmp_path / "res",
+                     store=own, progress=False)
+    assert len(run.computed) == 2 + 3
+    assert [p.parent.name.split("-")[0] for p in own.glob("*/model.pt")] == ["pd"]
+    records = list(iter_records(tmp_path / "res"))
+    assert {r["config"]["model"]["preset"] for r in records} == {"pd", "jad"}
+    assert len({r["config"]["model"]["sha256"] for r in records}) == 1
+    assert {r["provenance"]["git_sha"] for r in records} == {"0" * 40}
+    cs = [r for r in records if r["cell"]["model"] == "jad"]
+    assert {r["config"]["defense"]["name"] for r in cs} == {"cs"}
+
+
+def test_git_sha_is_read_when_the_matrix_starts(tmp_path, monkeypatch):
+    import reidbench.matrix.records as records_mod
+    import reidbench.matrix.runner as runner_mod
+
+    monkeypatch.setattr(records_mod, "_GIT", {})
+    calls = []
+    monkeypatch.setattr(runner_mod, "git_sha", lambda: calls.append(1))
+    with pytest.raises(Exception):
+        run_matrix(MatrixConfig(dataset="no-such-dataset"), tmp_path, progress=False)  # fails at the dataset
+    assert calls == [1]
