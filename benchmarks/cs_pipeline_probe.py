@@ -7,6 +7,7 @@ measures how much of rank-1 CS restores under white-box attacks that are oblivio
 
     python benchmarks/cs_pipeline_probe.py --input 256x128 --out /tmp/cs-256.json
     python benchmarks/cs_pipeline_probe.py --checkpoint STORE/baseline-.../model.pt --out /tmp/cs-128.json
+    python benchmarks/cs_pipeline_probe.py --widths 48,96,192,384 --out /tmp/cs-wide.json   # 2x wider
 
 At 256x128 the small ResNet uses ResNet's 7x7/2 + max-pool stem (overall stride 4), so its stages
 run at the same feature-map sizes as the 128x64 model's, and the pad of the augmentation doubles.
@@ -45,6 +46,7 @@ def _metrics(res: dict) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", type=_size, default=(128, 64), help="model input size HxW (default 128x64)")
+    ap.add_argument("--widths", help="stage widths of the small ResNet, e.g. 48,96,192,384 (default: the preset's)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training one")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
@@ -64,6 +66,8 @@ def main() -> None:
         train = load_images(ds.train, progress=False)
         h, w = args.input
         kwargs = {"input_size": (h, w)} if (h, w) == (128, 64) else {"input_size": (h, w), "stem": "resnet"}
+        if args.widths:
+            kwargs["widths"] = tuple(int(v) for v in args.widths.split(","))
         model = build_architecture("resnet-small", int(train.pids.max()) + 1, **kwargs)
         recipe = get_recipe("cpu").replace(epochs=args.epochs, pad=4 * h // 128)
         model = train_model(model, train.images, train.pids, recipe, seed=args.seed, progress=True).model
