@@ -1,4 +1,4 @@
-"""Issue 3's open question: does synthreid flatter circuitous scaling because of the pipeline?
+"""Issue 3: does synthreid flatter circuitous scaling because of the pipeline? (results: benchmarks/RESULTS.md)
 
 On Market-1501 the seed's models see 128x64 crops up-sampled to 256x128, and CS resizes that input
 down to 110x50 (0.43 of it); on synthreid the default model sees the native 128x64 and CS goes down
@@ -8,6 +8,7 @@ measures how much of rank-1 CS restores under white-box attacks that are oblivio
     python benchmarks/cs_pipeline_probe.py --input 256x128 --out /tmp/cs-256.json
     python benchmarks/cs_pipeline_probe.py --checkpoint STORE/baseline-.../model.pt --out /tmp/cs-128.json
     python benchmarks/cs_pipeline_probe.py --widths 48,96,192,384 --out /tmp/cs-wide.json   # 2x wider
+    python benchmarks/cs_pipeline_probe.py --input 256x128 --weights W.pt --io jpeg75 ...     # the seed's JPEG I/O
 
 At 256x128 the small ResNet uses ResNet's 7x7/2 + max-pool stem (overall stride 4), so its stages
 run at the same feature-map sizes as the 128x64 model's, and the pad of the augmentation doubles.
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attacks", default="lta,sma")
     ap.add_argument("--eps", type=float, default=5.0, help="in 1/255 units")
+    ap.add_argument("--weights", help="with --input/--widths: load these weights (from --save) instead of training")
+    ap.add_argument("--io", default="memory", choices=("memory", "jpeg75"),
+                    help="jpeg75: adversarial queries saved as JPEG-75 and read back, as the seed's scripts do")
     ap.add_argument("--save", help="write the trained model's weights here")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -70,8 +74,12 @@ def main() -> None:
             kwargs["widths"] = tuple(int(v) for v in args.widths.split(","))
         model = build_architecture("resnet-small", int(train.pids.max()) + 1, **kwargs)
         recipe = get_recipe("cpu").replace(epochs=args.epochs, pad=4 * h // 128)
-        model = train_model(model, train.images, train.pids, recipe, seed=args.seed, progress=True).model
-        source = {"trained": True, "arch_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+        if args.weights:
+            model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        else:
+            model = train_model(model, train.images, train.pids, recipe, seed=args.seed, progress=True).model
+        source = {"trained": not args.weights, "weights": args.weights,
+                  "arch_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
                   "recipe": recipe.to_dict()}
         if args.save:
             torch.save(model.state_dict(), args.save)
@@ -93,16 +101,17 @@ def main() -> None:
            "cs_min_scale": round(min(s[0] for s in cs.sizes) / model.input_size[0], 3), "source": source,
            "train_seconds": round(train_s, 1), "clean": score(ev.q_feats, ev.g_feats), "clean_cs": score(q_cs, g_cs),
            "attacks": {}, "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-           "torch": torch.__version__, "seed": args.seed}
+           "torch": torch.__version__, "seed": args.seed, "io": args.io}
     for name in args.attacks.split(","):
         t1 = time.perf_counter()
         atk = build_attack(name, model, eps=args.eps / 255, seed=args.seed)
-        res = attack_queries(atk, ev, model, keep_images=True, progress=True)
+        res = attack_queries(atk, ev, model, keep_images=True, progress=True, io=args.io)
         adv_cs = extract_features(defended, res["images"], 128, "cpu")
         attacked, attacked_cs = score(res["features"], ev.g_feats), score(adv_cs, g_cs)
         out["attacks"][name] = {"attacked": attacked, "attacked_cs": attacked_cs,
                                 "r1_restored_by_cs": round(attacked_cs["R1"] / max(out["clean_cs"]["R1"], 1e-9), 3),
-                                "linf_max_255": round(res["linf_max"] * 255, 2), "seconds": round(time.perf_counter() - t1, 1)}
+                                "linf_max_255": round(res["linf_max"] * 255, 2),
+                                "seconds": round(time.perf_counter() - t1, 1)}
     text = json.dumps(out, indent=2)
     Path(args.out).write_text(text + "\n")
     print(text)
