@@ -88,18 +88,16 @@ def main() -> None:
 
     cs = CircuitousScaling()
     defended = DefendedModel(model, cs)
-    ev = prepare_evalset(model, ds)
-    q = load_images(ds.query, progress=False)
-    g = load_images(ds.gallery, progress=False)
-    q_cs = extract_features(defended, q.images, 128, "cpu")
-    g_cs = extract_features(defended, g.images, 128, "cpu")
+    # evaluation features through CS; the oblivious attacker's (ctx_*) without it
+    ev = prepare_evalset(model, ds, defense=cs, adaptive=False)
+    q_plain, g_plain, q_cs, g_cs = ev.ctx_q_feats, ev.ctx_g_feats, ev.q_feats, ev.g_feats
 
     def score(qf, gf):
         return _metrics(evaluate_features(qf, gf, ev.q_pids, ev.g_pids, ev.q_camids, ev.g_camids))
 
     out = {"input_size": list(model.input_size), "cs_sizes": [list(s) for s in cs.sizes],
            "cs_min_scale": round(min(s[0] for s in cs.sizes) / model.input_size[0], 3), "source": source,
-           "train_seconds": round(train_s, 1), "clean": score(ev.q_feats, ev.g_feats), "clean_cs": score(q_cs, g_cs),
+           "train_seconds": round(train_s, 1), "clean": score(q_plain, g_plain), "clean_cs": score(q_cs, g_cs),
            "attacks": {}, "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
            "torch": torch.__version__, "seed": args.seed, "io": args.io}
     for name in args.attacks.split(","):
@@ -107,7 +105,7 @@ def main() -> None:
         atk = build_attack(name, model, eps=args.eps / 255, seed=args.seed)
         res = attack_queries(atk, ev, model, keep_images=True, progress=True, io=args.io)
         adv_cs = extract_features(defended, res["images"], 128, "cpu")
-        attacked, attacked_cs = score(res["features"], ev.g_feats), score(adv_cs, g_cs)
+        attacked, attacked_cs = score(res["features"], g_plain), score(adv_cs, g_cs)
         out["attacks"][name] = {"attacked": attacked, "attacked_cs": attacked_cs,
                                 "r1_restored_by_cs": round(attacked_cs["R1"] / max(out["clean_cs"]["R1"], 1e-9), 3),
                                 "linf_max_255": round(res["linf_max"] * 255, 2),

@@ -72,6 +72,9 @@ class AT(Defense):
         return {"attack": self.attack_name, "eps": format_eps(self.eps), "alpha": format_eps(self.alpha),
                 "steps": self.steps, "ratio": self.ratio, "epochs": self.epochs}
 
+    def override_epochs(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+
     def _attack(self, model):
         from ..attacks import build_attack
 
@@ -242,14 +245,14 @@ class GOAT(Defense):
         return cfg
 
     @property
-    def trains_online(self) -> bool:
-        """Whether the training engine runs the batch hook from the first epoch (else :meth:`fit`
-        fine-tunes a normally trained model)."""
-        return self.finetune_epochs is None
-
-    @property
     def has_fit_side(self) -> bool:
+        """Fine-tuning (``finetune_epochs``): :meth:`fit` runs the batch hook; else the engine runs it
+        from the first epoch."""
         return self.finetune_epochs is not None
+
+    def override_epochs(self, epochs: int) -> None:
+        if self.finetune_epochs is not None:  # canonical GOAT has no stage of its own
+            self.finetune_epochs = int(epochs)
 
     def fit(self, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *, recipe,
             seed: int = 0, out_dir=None, device="cpu", progress: bool = False, **kw) -> nn.Module:

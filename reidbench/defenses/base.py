@@ -39,6 +39,10 @@ class Defense:
     def test_transform(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def override_epochs(self, epochs: int) -> None:
+        """``--epochs``: set the length of this defense's own training stage, if it has one (AT's and
+        goat-ft's fine-tuning); the default has none."""
+
     def attack_transform(self, x: torch.Tensor) -> torch.Tensor:
         """What an adaptive attacker differentiates through: by default the test-time transform
         in the forward pass and the identity in the backward pass (BPDA)."""

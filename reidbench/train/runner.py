@@ -54,11 +54,10 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         from ..defenses import build_defense
 
         defense = build_defense(p.train_defense, **p.train_defense_kwargs)
-        for stage in ("epochs", "finetune_epochs"):  # --epochs overrides every training stage (AT's and
-            if epochs is not None and getattr(defense, stage, None) is not None:  # GOAT's fine-tuning too)
-                setattr(defense, stage, epochs)
+        if epochs is not None:
+            defense.override_epochs(epochs)  # --epochs sets every training stage (AT's fine-tuning too)
         train_transform = defense.train_transform if defense.has_train_side else None
-        if hasattr(defense, "batch_hook") and getattr(defense, "trains_online", True):
+        if hasattr(defense, "batch_hook") and not defense.has_fit_side:  # else fit() runs the hook
             batch_hook = defense.batch_hook(train.images, train.pids, seed)
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,

@@ -150,6 +150,6 @@ def test_git_sha_is_read_when_the_matrix_starts(tmp_path, monkeypatch):
     monkeypatch.setattr(records_mod, "_GIT", {})
     calls = []
     monkeypatch.setattr(runner_mod, "git_sha", lambda: calls.append(1))
-    with pytest.raises(Exception):
+    with pytest.raises(KeyError, match="unknown dataset 'no-such-dataset'"):
         run_matrix(MatrixConfig(dataset="no-such-dataset"), tmp_path, progress=False)  # fails at the dataset
     assert calls == [1]
