@@ -59,3 +59,57 @@ def test_train_small(benchmark, device):
     step()
     benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=1)
     benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+
+
+# issue 7: GOAT's cost per training batch against a normal batch, same model, same run. The ratio is
+# written into the GOAT benchmark's extra_info (target about 8x: 7 PGD steps + 1; at most 10x).
+_NORMAL_BATCH: dict[str, float] = {}
+
+
+def _goat_setup(device):
+    from reidbench.defenses import GOAT
+
+    torch.manual_seed(0)
+    pool = torch.randint(0, 256, (256, 3, 128, 64), dtype=torch.uint8)  # the guides' training images
+    pool_pids = torch.arange(64).repeat_interleave(4)
+    model = build_architecture("resnet-small", 64).to(device).train()
+    opt = build_optimizer(model, Recipe(optimizer="adam", lr=1e-3))
+    idx = torch.arange(64)  # 16 identities x 4 images: a PK batch
+    x, y = pool[idx].float().div(255).to(device), pool_pids[idx].to(device)
+    hook = GOAT().batch_hook(pool, pool_pids, seed=0)
+    counter = iter(range(10**6))
+
+    def train_on(xb, yb):
+        loss = F.cross_entropy(model.forward_train(xb).logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def normal():
+        train_on(x, y)
+
+    def goat():
+        train_on(*hook(model, x, y, next(counter)))
+
+    return normal, goat
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="training batch: normal vs GOAT, resnet-small 128x64 batch 64")
+def test_batch_normal(benchmark, device):
+    normal, _ = _goat_setup(device)
+    normal()
+    benchmark.pedantic(normal, rounds=10, iterations=1, warmup_rounds=1)
+    _NORMAL_BATCH[device] = benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="training batch: normal vs GOAT, resnet-small 128x64 batch 64")
+def test_batch_goat(benchmark, device):
+    _, goat = _goat_setup(device)
+    goat()
+    benchmark.pedantic(goat, rounds=5, iterations=1, warmup_rounds=1)
+    if device in _NORMAL_BATCH:
+        benchmark.extra_info["goat_over_normal"] = round(benchmark.stats.stats.mean / _NORMAL_BATCH[device], 2)
