@@ -12,7 +12,9 @@ measures how much of rank-1 CS restores under white-box attacks that are oblivio
 
 At 256x128 the small ResNet uses ResNet's 7x7/2 + max-pool stem (overall stride 4), so its stages
 run at the same feature-map sizes as the 128x64 model's, and the pad of the augmentation doubles.
-Prints and writes JSON: clean, attacked and CS-defended R1/mAP for each attack, and seconds.
+``--data-root`` measures another synthreid folder (a variant of ``synth_variants.py``, or a larger
+test set). Prints and writes JSON: clean, attacked and CS-defended R1/mAP for each attack, the share
+of the attack's feature shift that survives CS, and seconds.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ def _metrics(res: dict) -> dict[str, float]:
     return {"R1": round(float(res["R1"]), 2), "mAP": round(float(res["mAP"]), 2)}
 
 
+def _shift_ratio(adv: torch.Tensor, clean: torch.Tensor, adv_cs: torch.Tensor, clean_cs: torch.Tensor) -> float:
+    """Median over queries of how much of the attack's feature shift (L2-normalised features)
+    survives CS: ||f(CS(x')) - f(CS(x))|| / ||f(x') - f(x)||."""
+    n = torch.nn.functional.normalize
+    kept = (n(adv_cs, dim=1) - n(clean_cs, dim=1)).norm(dim=1) / (n(adv, dim=1) - n(clean, dim=1)).norm(dim=1).clamp_min(1e-12)
+    return round(float(kept.median()), 3)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", type=_size, default=(128, 64), help="model input size HxW (default 128x64)")
@@ -57,10 +67,11 @@ def main() -> None:
     ap.add_argument("--io", default="memory", choices=("memory", "jpeg75"),
                     help="jpeg75: adversarial queries saved as JPEG-75 and read back, as the seed's scripts do")
     ap.add_argument("--save", help="write the trained model's weights here")
+    ap.add_argument("--data-root", help="a synthreid folder to use instead of the default one (e.g. another generator)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
-    ds = load_dataset("synthreid", progress=False)
+    ds = load_dataset("synthreid", root=args.data_root, progress=False)
     t0 = time.perf_counter()
     if args.checkpoint:
         model, card = load_checkpoint(args.checkpoint)
@@ -107,6 +118,7 @@ def main() -> None:
         adv_cs = extract_features(defended, res["images"], 128, "cpu")
         attacked, attacked_cs = score(res["features"], g_plain), score(adv_cs, g_cs)
         out["attacks"][name] = {"attacked": attacked, "attacked_cs": attacked_cs,
+                                "shift_kept_by_cs": _shift_ratio(res["features"], q_plain, adv_cs, q_cs),
                                 "r1_restored_by_cs": round(attacked_cs["R1"] / max(out["clean_cs"]["R1"], 1e-9), 3),
                                 "linf_max_255": round(res["linf_max"] * 255, 2),
                                 "seconds": round(time.perf_counter() - t1, 1)}

@@ -19,6 +19,10 @@ from tabulate import tabulate
 from . import __version__
 from .registry import ATTACKS, DATASETS, DEFENSES, MODELS, Registry, UnknownNameError, load_plugins
 
+# reidbench.data.synthreid.SIZES, spelled out so that `--help` does not import the data stack (a test
+# keeps the two in step)
+SYNTH_SIZES = ("default", "large", "tiny")
+
 log = logging.getLogger("reidbench")
 
 REGISTRIES: dict[str, Registry] = {"attacks": ATTACKS, "defenses": DEFENSES, "models": MODELS, "datasets": DATASETS}
@@ -105,7 +109,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthreid") -> None:
     p.add_argument("--dataset", default=default, help="dataset name (default: %(default)s; see `reidbench list datasets`)")
     p.add_argument("--data-root", default=None, help="folder holding a real dataset (not needed for synthreid)")
-    p.add_argument("--synth-size", default="default", choices=["default", "tiny"], help="synthreid size")
+    p.add_argument("--synth-size", default="default", choices=list(SYNTH_SIZES), help="synthreid size")
 
 
 def _load_data(name: str, root: str | None, synth_size: str = "default", progress: bool = True):
@@ -755,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION")
     s = dsub.add_parser("synth", help="generate the synthreid dataset (Market-1501 layout)")
     s.add_argument("--out", help="output folder (default: $REIDBENCH_HOME/data/synthreid-<size>-seed<seed>-v<N>)")
-    s.add_argument("--size", default="default", choices=["default", "tiny"])
+    s.add_argument("--size", default="default", choices=list(SYNTH_SIZES))
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=None, help="rendering processes (default: up to 4)")
     s.add_argument("--force", action="store_true", help="replace an existing dataset in --out")
@@ -763,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = dsub.add_parser("check", help="validate a dataset folder and print its split statistics")
     c.add_argument("--dataset", default="synthreid", help="dataset name (see `reidbench list datasets`)")
     c.add_argument("--root", "--data-root", dest="root", default=None, help="folder holding the dataset")
-    c.add_argument("--size", default="default", choices=["default", "tiny"], help="synthreid size")
+    c.add_argument("--size", default="default", choices=list(SYNTH_SIZES), help="synthreid size")
     c.add_argument("--decode", action="store_true", help="also decode every image (fills the image cache)")
     c.add_argument("--skip-corrupt", action="store_true", help="with --decode: skip unreadable images, with a count")
     c.add_argument("--no-cache", action="store_true", help="with --decode: do not read or write the image cache")

@@ -105,3 +105,20 @@ def test_default_location_generates_on_first_use(monkeypatch, tmp_path):
     assert str(ds.root).startswith(str(tmp_path)) and (ds.root / "synthreid.json").is_file()
     again = load_dataset("synthreid", size="tiny")
     assert again.fingerprint() == ds.fingerprint()
+
+
+def test_the_cli_offers_every_size():
+    from reidbench.cli import SYNTH_SIZES
+
+    assert set(SYNTH_SIZES) == set(SIZES)
+
+
+def test_large_is_at_market_scale():
+    """``large`` has Market-1501's scale: 750 training and 750 test identities (Market: 751 and 750),
+    disjoint, with the 2,000 distractors and about Market's number of training images."""
+    jobs = plan_synthreid(SIZES["large"], seed=0)
+    train = {j["look"] for j in jobs if j["folder"] == "bounding_box_train"}
+    query = {j["look"] for j in jobs if j["folder"] == "query"}
+    assert len(train) == 750 and len(query) == 750 and not train & query
+    assert sum(j["look"] >= 100000 and j["look"] < 200000 for j in jobs) == SIZES["large"].distractors
+    assert 9000 < sum(j["folder"] == "bounding_box_train" for j in jobs) < 14000  # Market: 12,936
