@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 import reidbench.data.synthreid as S
 
@@ -70,20 +70,14 @@ def _patch(variant: str) -> None:
             p["back_print"] = False
         return p
 
+    v1_apply = S.apply_camera
+
     def apply_camera(img: np.ndarray, cam: dict, r: np.random.Generator) -> Image.Image:
-        s = math.exp(r.uniform(math.log(0.45), 0.0))
+        s = math.exp(r.uniform(math.log(0.45), 0.0))  # capture resolution, as a share of 128x64
         h, w = max(8, round(S.H * s)), max(4, round(S.W * s))
-        x = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((w, h), Image.BOX),
-                                 np.float32) for c in range(3)], -1)
-        x = x * cam["exposure"] * r.uniform(0.88, 1.12)
-        x = x * (1 + cam["light_grad"] * (np.arange(w, dtype=np.float32) / w - 0.5))[None, :, None]
-        lum = x @ np.array([0.299, 0.587, 0.114], np.float32)
-        x = lum[..., None] + cam["saturation"] * (x - lum[..., None])
-        x = np.clip(x * (cam["gains"] * (1 + r.normal(0, 0.02, 3)).astype(np.float32)), 0, 1) ** cam["gamma"]
-        pil = Image.fromarray(np.round(x * 255).astype(np.uint8))
-        pil = pil.filter(ImageFilter.GaussianBlur(radius=cam["blur"] * s * r.uniform(0.8, 1.25)))
-        arr = np.asarray(pil, np.float32) / 255 + r.normal(0, cam["noise"], (h, w, 3)).astype(np.float32)
-        pil = Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8))
+        small = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((w, h), Image.BOX),
+                                     np.float32) for c in range(3)], -1)
+        pil = v1_apply(small, dict(cam, blur=cam["blur"] * s), r)  # the optics scale with the capture
         return pil if (h, w) == (S.H, S.W) else pil.resize((S.W, S.H), Image.BICUBIC)
 
     S.camera_params = camera_params

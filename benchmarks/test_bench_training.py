@@ -13,15 +13,12 @@ from reidbench.train import Recipe, build_optimizer
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def make_step(arch, batch, size, device, amp=False, **kw):
-    torch.manual_seed(0)
-    model = build_architecture(arch, 751, **kw).to(device).train()
-    opt = build_optimizer(model, Recipe(optimizer="sgd", lr=0.01, backbone_lr_mult=0.1))
-    x = torch.rand(batch, 3, *size, device=device)
-    y = torch.randint(0, 751, (batch,), device=device)
+def make_trainer(model, recipe, device, amp=False):
+    """One training step on a given batch: CE loss, backward, optimiser step (synchronised on CUDA)."""
+    opt = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    def step():
+    def train_on(x, y):
         with torch.autocast(device_type=torch.device(device).type, enabled=amp):
             loss = F.cross_entropy(model.forward_train(x).logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -31,7 +28,16 @@ def make_step(arch, batch, size, device, amp=False, **kw):
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return step
+    return train_on
+
+
+def make_step(arch, batch, size, device, amp=False, **kw):
+    torch.manual_seed(0)
+    model = build_architecture(arch, 751, **kw).to(device).train()
+    train_on = make_trainer(model, Recipe(optimizer="sgd", lr=0.01, backbone_lr_mult=0.1), device, amp)
+    x = torch.rand(batch, 3, *size, device=device)
+    y = torch.randint(0, 751, (batch,), device=device)
+    return lambda: train_on(x, y)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -73,19 +79,11 @@ def _goat_setup(device):
     pool = torch.randint(0, 256, (256, 3, 128, 64), dtype=torch.uint8)  # the guides' training images
     pool_pids = torch.arange(64).repeat_interleave(4)
     model = build_architecture("resnet-small", 64).to(device).train()
-    opt = build_optimizer(model, Recipe(optimizer="adam", lr=1e-3))
+    train_on = make_trainer(model, Recipe(optimizer="adam", lr=1e-3), device)
     idx = torch.arange(64)  # 16 identities x 4 images: a PK batch
     x, y = pool[idx].float().div(255).to(device), pool_pids[idx].to(device)
     hook = GOAT().batch_hook(pool, pool_pids, seed=0)
     counter = iter(range(10**6))
-
-    def train_on(xb, yb):
-        loss = F.cross_entropy(model.forward_train(xb).logits, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
 
     def normal():
         train_on(x, y)

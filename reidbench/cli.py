@@ -175,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
                                 progress=not args.quiet)
-    last = card["history"][-1] if card["history"] else {}  # with a fine-tuning stage (AT, goat-ft): its last
+    last = card["history"][-1] if card["history"] else {}  # every stage's epochs: AT's, goat-ft's fine-tuning too
     print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {len(card['history'])} epochs "
           f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "
           f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")

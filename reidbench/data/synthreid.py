@@ -463,9 +463,11 @@ def render_person(ident: dict, cam: dict, r: np.random.Generator, bg_tex: np.nda
 
 
 def apply_camera(img: np.ndarray, cam: dict, r: np.random.Generator) -> Image.Image:
-    """The camera pipeline: exposure, lighting gradient, colour cast, gamma, blur, noise -> uint8."""
+    """The camera pipeline: exposure, lighting gradient, colour cast, gamma, blur, noise -> uint8
+    (at the size of ``img``, the final 128x64 in the generator)."""
     gain = cam["exposure"] * r.uniform(0.88, 1.12)
-    grad = 1 + cam["light_grad"] * (np.arange(W, dtype=np.float32) / W - 0.5)
+    w = img.shape[1]
+    grad = 1 + cam["light_grad"] * (np.arange(w, dtype=np.float32) / w - 0.5)
     img = img * gain * grad[None, :, None]
     lum = img @ np.array([0.299, 0.587, 0.114], np.float32)
     img = lum[..., None] + cam["saturation"] * (img - lum[..., None])

@@ -99,4 +99,3 @@ def training_preset(name: str) -> ModelPreset:
                 replace(q, name=p.name, description=p.description, test_defense=p.test_defense) == p:
             return q
     return p
-
