@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 from tabulate import tabulate
 
 from . import __version__
-from .registry import ATTACKS, DATASETS, DEFENSES, MODELS, Registry, UnknownNameError, load_plugins
+from .registry import (ATTACKS, DATASETS, DEFENSES, MODELS, Registry, UnknownNameError, format_eps, load_builtins,
+                       parse_attack, parse_defense, parse_value)
 
 # reidbench.data.synthreid.SIZES, spelled out so that `--help` does not import the data stack (a test
 # keeps the two in step)
@@ -32,24 +33,9 @@ class CLIError(Exception):
     """An error the user can act on: printed without a traceback, exit status 2."""
 
 
-def _import_plugins() -> None:
-    """Import the modules whose import registers entries (datasets, and later attacks, ...)."""
-    import importlib
-
-    for mod in ("reidbench.data", "reidbench.models", "reidbench.attacks", "reidbench.defenses"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a missing dependency inside an existing module is a real error
-                raise
-    load_plugins()
-
-
 def _format_defaults(defaults: dict) -> str:
     def fmt(k, v):
         if k in ("eps", "alpha") and isinstance(v, float):
-            from .attacks.base import format_eps
-
             return format_eps(v)
         return repr(v)
 
@@ -87,12 +73,9 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .data import load_dataset, load_images
+    from .data import load_images, open_dataset
 
-    kwargs = {}
-    if args.dataset.lower().startswith("synth"):
-        kwargs["size"] = args.size
-    ds = load_dataset(args.dataset, args.root, **kwargs)
+    ds = open_dataset(args.dataset, args.root, size=args.size, progress=not args.quiet)
     print(ds.summary())
     print(f"fingerprint: {ds.fingerprint()}")
     if args.decode:
@@ -113,11 +96,9 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthreid"
 
 
 def _load_data(name: str, root: str | None, synth_size: str = "default", progress: bool = True):
-    from .data import load_dataset
+    from .data import open_dataset
 
-    if name.lower().startswith("synth"):
-        return load_dataset("synthreid", root, size=synth_size, progress=progress)
-    return load_dataset(name, root)
+    return open_dataset(name, root, size=synth_size, progress=progress)
 
 
 def _device(name: str | None) -> str:
@@ -137,21 +118,18 @@ def _checkpoint_and_data(args: argparse.Namespace):
 
     device = _device(args.device)
     model, card = load_checkpoint(args.checkpoint, device=device)
-    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")
-    size = name.split("-", 1)[1] if name.startswith("synthreid-") else args.synth_size
-    return device, model, card, _load_data(name, args.data_root, size, not args.quiet)
+    name = args.dataset or card.get("dataset", {}).get("name", "synthreid")  # a card's name may carry its size
+    return device, model, card, _load_data(name, args.data_root, args.synth_size, not args.quiet)
 
 
 def _test_defense(args: argparse.Namespace, card: dict):
     """The test-time defense: --defense NAME (none to disable), else the one the preset carries."""
-    from .defenses import build_defense
+    return _test_defense_spec(args, card).build()
 
+
+def _test_defense_spec(args: argparse.Namespace, card: dict):
     name = getattr(args, "defense", None)
-    if name is None:
-        name = card.get("test_defense")
-    if not name or name.lower() == "none":
-        return None
-    return build_defense(name)
+    return parse_defense(card.get("test_defense") if name is None else name)
 
 
 def _metrics_table(rows: dict[str, dict]) -> str:
@@ -227,55 +205,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _attack_kwargs(args: argparse.Namespace) -> dict:
+    """--eps, --alpha, --steps and --seed as attack arguments (None: the attack's defaults)."""
     from .utils import parse_fraction
 
     kw: dict = {"seed": args.seed}
     for name in ("eps", "alpha"):
         v = getattr(args, name)
         if v is not None:
-            kw[name] = parse_fraction(v)
+            kw[name] = parse_fraction(v, option=f"--{name}")
     if args.steps is not None:
         kw["steps"] = args.steps
-    for item in args.attack_arg or []:
-        key, _, value = item.partition("=")
-        if not _:
-            raise CLIError(f"--attack-arg expects key=value, got {item!r}")
-        try:
-            kw[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kw[key] = value
     return kw
 
 
-def _is_generative(name: str) -> bool:
-    from .attacks import GenerativeAttack
+def _attack_spec(args: argparse.Namespace, name: str | None = None):
+    """--attack (a spec: ``mifgsm(gong_faithful=true)``) with the --attack-arg KEY=VALUE items added."""
+    extra = {}
+    for item in args.attack_arg or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise CLIError(f"--attack-arg expects KEY=VALUE (e.g. gong_faithful=true), got {item!r}")
+        extra[key.strip()] = parse_value(value)
+    return parse_attack(name or args.attack, **extra)
 
-    if name.lower().startswith("ta:"):
-        return False
-    obj = ATTACKS.get(name)
-    return isinstance(obj, type) and issubclass(obj, GenerativeAttack)
 
-
-def _generative_attack(args: argparse.Namespace, device, model, card, ds, kw: dict) -> int:
-    """DMR & co: fit on the surrogate (default: the attacked checkpoint itself) or load the cached
-    generator, perturb every query in one pass, evaluate on the target checkpoint."""
+def _transfer_attack(args: argparse.Namespace, device, model, card, ds, spec, kw: dict) -> int:
+    """A transfer attack (DMR & co): fit on the surrogate (default: the attacked checkpoint itself)
+    or load the cached generator, perturb every query in one pass, evaluate on the target checkpoint."""
     from .attacks.evaluate import evaluate_attack, prepare_evalset
     from .defenses import DefendedModel
-    from .matrix import fitted_dmr
+    from .protocol import Surrogate, Threat, prepare_attack
 
-    if ATTACKS.entry(args.attack).name != "dmr":
-        raise CLIError(f"{args.attack}: the CLI knows how to fit dmr only; fit other generative attacks in Python")
     if args.adaptive or args.side != "query":
-        raise CLIError("dmr is a transfer attack on queries: no --adaptive, no --side gallery")
+        raise CLIError(f"{spec.text} is a transfer attack on queries: no --adaptive, no --side gallery")
     surrogate = args.surrogate or args.checkpoint
-    seed = kw.pop("seed", 0)
-    eps = kw.pop("eps", None)
-    for k in ("alpha", "steps"):
-        kw.pop(k, None)
-    attack, gpath = fitted_dmr(surrogate, ds, eps=eps, seed=seed, device=device, progress=not args.quiet,
-                               overrides=kw)
+    seed, eps = kw.pop("seed", 0), kw.pop("eps", None)
     defense = _test_defense(args, card)
     evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense)
+    prepared = prepare_attack(model, spec, defense, Threat.TRANSFER, evalset, kwargs={"seed": seed, "eps": eps},
+                              surrogate=Surrogate(surrogate, ds, device, progress=not args.quiet))
+    attack, gpath = prepared.attack, prepared.generator["generator"]
     eval_model = DefendedModel(model, defense) if defense is not None else model
     res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=args.io,
                           rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save))
@@ -312,27 +281,22 @@ def _generative_attack(args: argparse.Namespace, device, model, card, ds, kw: di
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .matrix import MatrixConfig, resolve_attacks, run_matrix
     from .leaderboard import render
+    from .matrix import MatrixConfig, run_matrix
+    from .registry import parse_attacks, parse_defenses, split_specs
     from .utils import parse_fraction
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    from .models import get_preset
-
-    for m in models:
-        get_preset(m)  # unknown names fail here, with a suggestion
-    from .utils import split_specs
-
-    defenses = ["none"] + [d for d in split_specs(args.defenses or "") if d != "none"]
-    if len(defenses) > 1:
-        from .defenses import build_defense
-
-        for d in defenses[1:]:
-            build_defense(d)
-    eps = tuple(parse_fraction(e) for e in args.eps.split(",")) if args.eps else (None,)
-    seeds = tuple(int(s) for s in str(args.seeds).split(","))
+    attacks = parse_attacks(args.attacks)
+    defenses = parse_defenses("none," + (args.defenses or ""))  # the model as its preset defines it comes first
+    for spec in (*attacks, *(p for d in defenses for p in d.parts)):
+        spec.validate()  # an argument the class does not take fails now, not after the trainings
+    eps = tuple(parse_fraction(e, option="--eps") for e in split_specs(args.eps)) if args.eps else (None,)
+    try:
+        seeds = tuple(int(s) for s in split_specs(str(args.seeds)))
+    except ValueError:
+        raise CLIError(f"--seeds takes whole numbers, comma-separated (e.g. 0,1,2); got {args.seeds!r}") from None
     results = args.results or "results"
-    config = MatrixConfig(models=models, attacks=resolve_attacks(args.attacks.split(",")), defenses=tuple(defenses),
+    config = MatrixConfig(models=tuple(split_specs(args.models)), attacks=attacks, defenses=defenses,
                           dataset=args.dataset, data_root=args.data_root, synth_size=args.synth_size, eps=eps,
                           steps=args.steps, seeds=seeds, rerank=args.rerank, adaptive=args.adaptive, eot=args.eot,
                           io=args.io, surrogate=args.surrogate, epochs=args.epochs, dmr_epochs=args.dmr_epochs,
@@ -354,15 +318,11 @@ def _matrix_attack_args(items) -> dict:
     """``--attack-arg mifgsm:gong_faithful=true`` (repeatable) -> ``{"mifgsm": {"gong_faithful": True}}``."""
     out: dict = {}
     for item in items or []:
-        attack, colon, rest = item.partition(":")
-        key, eq, value = rest.partition("=")
-        if not colon or not eq or not key:
+        head, eq, value = item.partition("=")
+        attack, colon, key = head.rpartition(":")
+        if not colon or not eq or not key.strip() or not attack.strip():
             raise CLIError(f"--attack-arg expects ATTACK:KEY=VALUE (e.g. mifgsm:gong_faithful=true), got {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(ATTACKS.entry(attack).name, {})[key] = parsed
+        out.setdefault(parse_attack(attack).name, {})[key.strip()] = parse_value(value)
     return out
 
 
@@ -373,7 +333,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown recipe {args.recipe!r}; known: {', '.join(RECIPES)}")
     runner, _ = RECIPES[args.recipe]
     dataset = "synthreid" if args.smoke else args.dataset
-    if not args.smoke and not dataset.lower().startswith("synth") and not args.data_root:
+    from .models.presets import is_synthetic
+
+    if not args.smoke and not is_synthetic(dataset) and not args.data_root:
         raise CLIError(f"{args.recipe} on {dataset} needs --data-root pointing at your copy of the dataset "
                        "(or --smoke for the same pipeline on a tiny synthreid)")
     suffix = "-smoke" if args.smoke else ""
@@ -398,8 +360,8 @@ def _viz_queries(args: argparse.Namespace, n: int) -> list[int]:
 
 def _viz_adversarial(args, model, device, queries, defense, evalset) -> dict:
     """label -> adversarial images of the selected queries: from --adv files, and by running each --attack."""
-    from .attacks import build_attack, load_adversarial
-    from .defenses import DefendedModel
+    from .attacks import load_adversarial
+    from .protocol import Threat, attack_kwargs, prepare_attack
     from .viz import attack_selected_queries
 
     out = {}
@@ -410,13 +372,14 @@ def _viz_adversarial(args, model, device, queries, defense, evalset) -> dict:
         imgs, _ = load_adversarial(path)
         out[label] = imgs
     for name in args.attack or []:
-        kw = _attack_kwargs(args)
+        spec = _attack_spec(args, name)
         adaptive = bool(getattr(args, "adaptive", False)) and defense is not None
-        target = DefendedModel(model, defense, adaptive=True) if adaptive else model
-        attack = build_attack(name, target, **kw)
-        label = attack.name + (" adaptive" if adaptive else "")
-        out[label] = attack_selected_queries(attack, evalset, queries, model, device,
-                                             context=evalset.context(adaptive=adaptive))
+        threat = Threat.ADAPTIVE if adaptive else (Threat.WHITE_BOX if defense is None else Threat.OBLIVIOUS)
+        kw = attack_kwargs(spec, threat, defense, **_attack_kwargs(args))
+        prepared = prepare_attack(model, spec, defense, threat, evalset, kwargs=kw)
+        label = prepared.attack.name + (" adaptive" if adaptive else "")
+        out[label] = attack_selected_queries(prepared.attack, evalset, queries, model, device,
+                                             context=prepared.context)
     return out
 
 
@@ -504,31 +467,33 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from .attacks import build_attack, save_adversarial
+    from .attacks import save_adversarial
     from .attacks.evaluate import evaluate_attack, prepare_evalset
+    from .defenses import DefendedModel
+    from .protocol import Threat, attack_kwargs, prepare_attack
 
+    spec = _attack_spec(args).validate()
+    kw = _attack_kwargs(args)  # a bad --eps fails before the model is loaded
     device, model, card, ds = _checkpoint_and_data(args)
-    kw = _attack_kwargs(args)
-    if _is_generative(args.attack):
-        return _generative_attack(args, device, model, card, ds, kw)
+    if spec.is_transfer:
+        return _transfer_attack(args, device, model, card, ds, spec, kw)
     if args.surrogate:
-        raise CLIError(f"--surrogate is for transfer attacks (dmr); {args.attack} is a white-box attack on --checkpoint")
+        raise CLIError(f"--surrogate is for transfer attacks (dmr); {spec.text} is a white-box attack on --checkpoint")
     io = args.io
     if args.save and io == "memory":
-        io = "jpeg75" if args.save_format == "jpeg75" else "png"
-    if io != "memory" and not args.attack.lower().startswith("ta:"):
-        kw["quantize"] = True
-    from .defenses import DefendedModel
+        from .attacks.io import JPEG75
 
-    defense = _test_defense(args, card)
-    if args.adaptive and defense is None:
+        io = JPEG75 if args.save_format == JPEG75 else "png"
+    defense_spec = _test_defense_spec(args, card)
+    if args.adaptive and defense_spec.is_none:
         raise CLIError("--adaptive attacks through a test-time defense: give --defense NAME (or a preset that has one)")
-    attack_model = DefendedModel(model, defense, adaptive=True) if args.adaptive else model
-    if args.adaptive and not defense.deterministic and not args.attack.lower().startswith("ta:"):
-        kw.setdefault("eot_samples", args.eot)
-    attack = build_attack(args.attack, attack_model, **kw)
+    threat = Threat.ADAPTIVE if args.adaptive else (Threat.WHITE_BOX if defense_spec.is_none else Threat.OBLIVIOUS)
+    defense = defense_spec.build()
+    kw = attack_kwargs(spec, threat, defense_spec, io=io, eot=args.eot, **kw)
     evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense,
                               adaptive=args.adaptive)
+    prepared = prepare_attack(model, spec, defense, threat, evalset, kwargs=kw)
+    attack = prepared.attack
     eval_model = DefendedModel(model, defense) if defense is not None else model
     if args.side == "gallery":
         from .attacks.evaluate import evaluate_gallery_attack
@@ -539,7 +504,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
                                       rerank=args.rerank, progress=not args.quiet)
     else:
         res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=io,
-                              rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save))
+                              rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save),
+                              context=prepared.context)
     keys = ("R1", "R5", "R10", "mAP", "mINP")
     if args.save:
         fmt = args.save_format or ("pt" if args.save.endswith(".pt") else "png")
@@ -562,7 +528,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.rerank:
         rows["clean + re-ranking"] = res["clean"]["rerank"]
         rows[f"{attack.name} + re-ranking"] = res["attacked"]["rerank"]
-    threat = "adaptive (through the defense)" if args.adaptive else ("oblivious of the defense" if defense else "white-box")
+    threat = {Threat.ADAPTIVE: "adaptive (through the defense)", Threat.OBLIVIOUS: "oblivious of the defense",
+              Threat.WHITE_BOX: "white-box"}[threat]
     print(f"{repr(attack)} on {card.get('preset', card['arch'])} / {ds.name} ({args.side} side, "
           f"{len(evalset.q_pids)} queries, io: {io}); test-time defense: {defense!r}; attack: {threat}")
     print(_metrics_table(rows))
@@ -791,7 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _import_plugins()
+    try:
+        load_builtins()
+    except ImportError as e:
+        print(f"reidbench: error: {e}", file=sys.stderr)
+        return 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -79,8 +79,11 @@ def _index(kind: str, registry: Registry) -> str:
 
 
 def registry_pages() -> dict[str, str]:
-    """Relative path under ``docs/`` -> page text, for every registered attack and defense."""
-    from . import attacks, defenses  # noqa: F401  (register everything)
+    """Relative path under ``docs/`` -> page text, for every registered attack and defense (plugins
+    included: ``REIDBENCH_PLUGINS=mymodule python -m reidbench.docgen OUT`` writes a plugin's pages)."""
+    from .registry import load_builtins
+
+    load_builtins()
 
     pages = {}
     for kind, registry, folder in (("attack", ATTACKS, "attacks"), ("defense", DEFENSES, "defenses")):

@@ -162,3 +162,13 @@ def test_jad_preset_carries_cs_and_adaptive_attack(tiny_synth, tmp_path, capsys)
     assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
                  "--attack", "sma", "--adaptive", "--defense", "none"]) == 2
     assert "--adaptive attacks through a test-time defense" in capsys.readouterr().err
+
+
+def test_a_bad_option_value_names_the_option(tmp_path, capsys):
+    from reidbench.cli import main
+
+    assert main(["attack", "--checkpoint", str(tmp_path / "missing.pt"), "--eps", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "--eps" in err and "'abc'" in err and "5/255" in err
+    assert main(["matrix", "--eps", "5/255,x"]) == 2
+    assert "--eps" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..registry import ATTACKS
+from ..registry import ATTACKS, AttackSpec, parse_attack
 from .base import AttackContext, FeatureBank, MetricAttack, bpda, format_eps, gather_guides, quantize_to_uint8_grid
 from .bridge import TA_PREFIX, LogitsHead, TorchattacksAttack
 from .dmr import DMR
@@ -33,18 +33,22 @@ __all__ = [
 ]
 
 
-def _torchattacks_factory(attack: str):
-    def factory(model: nn.Module, **kwargs: Any) -> TorchattacksAttack:
-        return TorchattacksAttack(model, attack, **kwargs)
+def _torchattacks_factory(attack: str) -> type:
+    """``ta:<attack>``: a :class:`TorchattacksAttack` subclass bound to torchattacks' ``attack``, so
+    that the registry reads its metadata (title, kind) like any attack class's."""
 
-    factory.__doc__ = f"torchattacks.{attack} on the model's identity head"
-    return factory
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        TorchattacksAttack.__init__(self, model, attack, **kwargs)
+
+    return type(f"TA_{attack}", (TorchattacksAttack,), {
+        "__init__": __init__, "title": f"{TA_PREFIX}{attack}",
+        "__doc__": f"torchattacks.{attack} on the model's identity head", "__module__": __name__})
 
 
 ATTACKS.register_prefix(TA_PREFIX, _torchattacks_factory, paper="torchattacks (Kim, arXiv 2010.01950)")
 
 
-def build_attack(name: str, model: nn.Module, **kwargs: Any):
-    """The attack registered as ``name`` (aliases, any case) built on ``model``; ``"ta:PGD"`` and
-    friends wrap a torchattacks attack around the model's identity head."""
-    return ATTACKS.get(name)(model, **kwargs)
+def build_attack(name: "str | AttackSpec", model: nn.Module, **kwargs: Any):
+    """The attack ``name`` (a spec: ``"mifgsm(gong_faithful=true)"``, aliases, any case) built on
+    ``model``; ``"ta:PGD"`` and friends wrap a torchattacks attack around the identity head."""
+    return parse_attack(name).build(model, **kwargs)

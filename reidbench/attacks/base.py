@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
+from ..registry import format_eps
 from ..utils import parse_fraction
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,6 @@ class AttackContext:
 
     gallery: FeatureBank | None = None
     attacker_set: FeatureBank | None = None
-
-
-def format_eps(v: float) -> str:
-    """0.0196 -> '5/255' when it is a whole number of grey levels."""
-    k = v * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{v:.6g}"
 
 
 def bpda(transform: Transform) -> Transform:
@@ -116,6 +111,15 @@ class MetricAttack:
     name = "metric-attack"
     paper = ""
     threat_model = ""
+    # -- registry metadata (see reidbench.registry.AttackSpec) --------------------------------------
+    title = ""                 # the board's column title ("M-IFGSM"); the registry name when empty
+    order = 100                # the column's place on the board (lower first)
+    kind = "white-box"         # white-box | transfer | classifier
+    context = "none"           # what the threat model grants: none | gallery | attacker-set
+    randomised = False         # draws random numbers (random start, random references)
+    in_all = False             # part of `--attacks all`
+    supports_eot = True        # takes eot_samples / transform (adaptive attacks through a defense)
+    supports_quantize = True   # takes quantize=True (8-bit grid output)
     keep_mode = False  # True: attack in the model's current train/eval mode instead of eval mode
 
     def __init__(self, model: nn.Module, *, eps: float | str = 5 / 255, alpha: float | str = 1 / 255,

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .base import AttackContext, format_eps
+from ..registry import format_eps
+from .base import AttackContext
 
 __all__ = ["LogitsHead", "TorchattacksAttack", "TA_PREFIX"]
 
@@ -34,6 +35,16 @@ class LogitsHead(nn.Module):
 
 class TorchattacksAttack:
     """A torchattacks attack on the identity head, with reidbench's call shape."""
+
+    # -- registry metadata (see reidbench.registry.AttackSpec) --------------------------------------
+    title = ""
+    order = 90
+    kind = "classifier"        # attacks the identity head, not the embedding
+    context = "none"
+    randomised = True          # torchattacks' attacks may draw from torch's generator (seeded here)
+    in_all = False
+    supports_eot = False       # torchattacks has its own EOT attack; no eot_samples / transform
+    supports_quantize = False
 
     def __init__(self, model: nn.Module, attack: str, seed: int = 0, **kwargs: Any) -> None:
         import torchattacks

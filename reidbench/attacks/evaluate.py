@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..data.transforms import to_model_input
 from ..evaluation import evaluate_features, extract_features
 from .base import AttackContext, FeatureBank
-from .io import jpeg_roundtrip
+from .io import JPEG75, jpeg_roundtrip
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
         e = min(n, s + batch_size)
         x = to_model_input(evalset.query_images[s:e], size, device)
         adv = attack(x, evalset.q_pids[s:e], evalset.q_camids[s:e], ctx)
-        if io == "jpeg75":  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
+        if io == JPEG75:  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
             adv = jpeg_roundtrip(adv)
         delta = (adv - x).flatten(1)
         linf.append(delta.abs().amax(1).cpu())
@@ -120,12 +120,14 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
 
 def evaluate_attack(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                     device: str | torch.device = "cpu", io: str = "memory", rerank: bool = False,
-                    progress: bool = False, keep_images: bool = False) -> dict[str, Any]:
-    """Clean and attacked metrics (R1/R5/R10/mAP/mINP in percent), the realised perturbation and time."""
+                    progress: bool = False, keep_images: bool = False,
+                    context: AttackContext | None = None) -> dict[str, Any]:
+    """Clean and attacked metrics (R1/R5/R10/mAP/mINP in percent), the realised perturbation and time.
+    ``context``: the attacker's guides (default: ``evalset.context()``)."""
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)
     res = attack_queries(attack, evalset, model, batch_size=batch_size, device=device, io=io, progress=progress,
-                         keep_images=keep_images)
+                         keep_images=keep_images, context=context)
     attacked = evaluate_features(res["features"], evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                                  evalset.g_camids, rerank=rerank)
     out = {"clean": clean, "attacked": attacked, "linf_max": res["linf_max"], "linf_mean": res["linf_mean"],

@@ -29,6 +29,7 @@ class FNA(MetricAttack):
     """
 
     name = "fna"
+    title, order, context, in_all = "FNA", 40, "attacker-set", True
 
     def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, pull_only: bool = False,
                  random_pull: bool = False, **kw) -> None:
@@ -77,6 +78,7 @@ class FNAPull(FNA):
     image set."""
 
     name = "fna-pull"
+    title, order, in_all = "FNA-pull", 41, False
 
     def __init__(self, model, **kw) -> None:
         kw.setdefault("pull_only", True)

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 
 from ..utils import atomic_torch_save, atomic_write_text, parse_fraction
-from .base import format_eps, quantize_to_uint8_grid
+from ..registry import format_eps
+from .base import quantize_to_uint8_grid
 
 __all__ = ["GenerativeAttack", "GeneratorCheckpointError"]
 
@@ -37,6 +38,24 @@ class GenerativeAttack:
     paper = ""
     threat_model = "transfer: fitted on a surrogate, applied to any model in one forward pass"
     transferable = True
+    # -- registry metadata (see reidbench.registry.AttackSpec) --------------------------------------
+    title = ""
+    order = 100
+    kind = "transfer"          # fitted once on a surrogate, then applied to every model
+    context = "none"
+    randomised = False
+    in_all = False
+    supports_eot = False
+    supports_quantize = False  # quantises by itself
+    #: fitting configuration on a synthetic dataset (small CPU models) and on real ones; the
+    #: constructor's defaults are the reference configuration
+    synthetic_config: dict[str, Any] = {}
+    real_config: dict[str, Any] = {}
+
+    @classmethod
+    def fit_config(cls, synthetic: bool) -> dict[str, Any]:
+        """The constructor arguments reidbench fits this attack with on a synthetic or a real dataset."""
+        return dict(cls.synthetic_config if synthetic else cls.real_config)
 
     def __init__(self, model: nn.Module | None = None, *, eps: float | str = 16 / 255, seed: int = 0,
                  quantize: bool = True) -> None:

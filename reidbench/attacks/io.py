@@ -20,9 +20,11 @@ from PIL import Image
 from ..data.transforms import jpeg_roundtrip, to_uint8
 from ..utils import atomic_path, atomic_torch_save, atomic_write_text
 
-__all__ = ["IO_MODES", "to_uint8", "jpeg_roundtrip", "save_adversarial", "load_adversarial"]
+__all__ = ["IO_MODES", "JPEG75", "to_uint8", "jpeg_roundtrip", "save_adversarial", "load_adversarial"]
 
-IO_MODES = ("memory", "pt", "png", "jpeg75")
+#: the seed's implicit I/O: adversarial images saved as JPEG-75 files and read back
+JPEG75 = "jpeg75"
+IO_MODES = ("memory", "pt", "png", JPEG75)
 
 
 def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str | None = None,
@@ -34,7 +36,7 @@ def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str 
     -> pt, otherwise a PNG folder)."""
     path = Path(path)
     fmt = fmt or ("pt" if path.suffix == ".pt" else "png")
-    if fmt not in ("pt", "png", "jpeg75"):
+    if fmt not in IO_MODES[1:]:
         raise ValueError(f"unknown format {fmt!r}; use pt, png or jpeg75")
     u8 = to_uint8(images)
     meta = dict(meta or {})
@@ -50,7 +52,7 @@ def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str 
         target = path / f"{stem}{ext}"
         with atomic_path(target) as tmp:
             Image.fromarray(img.permute(1, 2, 0).numpy()).save(
-                tmp, format="PNG" if fmt == "png" else "JPEG", **({"quality": 75} if fmt == "jpeg75" else {}))
+                tmp, format="PNG" if fmt == "png" else "JPEG", **({"quality": 75} if fmt == JPEG75 else {}))
         files.append(target.name)
     meta["files"] = files
     atomic_write_text(path / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")

@@ -38,6 +38,7 @@ class LTA(MetricAttack):
     """
 
     name = "lta"
+    title, order, randomised, in_all = "LTA", 20, True, True
 
     def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, momentum=1.0, random_start=False,
                  fixed_reference: bool = False, swapped_geometry: bool = False, quantize_reference: bool = False,
@@ -96,6 +97,7 @@ class LTAStar(LTA):
     once and reused for every step. Threat model: white-box; needs only the attacked image."""
 
     name = "lta-star"
+    title, order, in_all = "LTA*", 21, False
 
     def __init__(self, model, **kw) -> None:
         kw.setdefault("fixed_reference", True)

@@ -37,6 +37,7 @@ class MIFGSM(MetricAttack):
     """
 
     name = "mifgsm"
+    title, order, context, in_all = "M-IFGSM", 30, "gallery", True
 
     def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, momentum=None, cross_camera: bool = True,
                  gong_faithful: bool = False, **kw) -> None:
@@ -70,6 +71,7 @@ class MMIFGSM(MIFGSM):
     query's identity."""
 
     name = "mmifgsm"
+    title, order, in_all = "M-MI-FGSM", 31, False
 
     def __init__(self, model, *, momentum=1.0, **kw) -> None:
         super().__init__(model, momentum=momentum, **kw)
@@ -83,6 +85,7 @@ class MFGSM(MIFGSM):
     knows the gallery images of the query's identity."""
 
     name = "mfgsm"
+    title, order, in_all = "M-FGSM", 32, False
 
     def __init__(self, model, *, eps=5 / 255, steps=1, alpha=None, **kw) -> None:
         super().__init__(model, eps=eps, steps=steps, alpha=eps if alpha is None else alpha, **kw)

@@ -36,6 +36,7 @@ class ODFA(MetricAttack):
     """
 
     name = "odfa"
+    title, order, randomised, in_all = "ODFA", 50, True, True
 
     def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, random_start=True, **kw) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, **kw)

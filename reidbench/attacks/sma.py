@@ -32,6 +32,7 @@ class SMA(MetricAttack):
     """
 
     name = "sma"
+    title, order, randomised, in_all = "SMA", 10, True, True
 
     def __init__(self, model, *, eps=5 / 255, alpha=1 / 255, steps=15, random_start=True, **kw) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, **kw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..registry import DATASETS
+from ..registry import resolve_dataset
 from .base import DatasetLayoutError, ReIDDataset, Sample, default_data_home
 from .cuhk03np import CUHK03NP, CUHK03NPLabeled
 from .dukemtmc import DukeMTMCreID
@@ -20,7 +20,7 @@ from .synthreid import SIZES as SYNTH_SIZES
 from .synthreid import SynthReID, generate_synthreid
 
 __all__ = [
-    "load_dataset", "ReIDDataset", "Sample", "DatasetLayoutError", "CorruptImageError", "DecodedImages",
+    "load_dataset", "open_dataset", "ReIDDataset", "Sample", "DatasetLayoutError", "CorruptImageError", "DecodedImages",
     "load_images", "read_image", "default_data_home", "generate_synthreid", "SYNTH_SIZES",
     "Market1501", "DukeMTMCreID", "MSMT17", "CUHK03NP", "CUHK03NPLabeled", "SynthReID",
 ]
@@ -29,12 +29,15 @@ __all__ = [
 def load_dataset(name: str = "synthreid", root: str | os.PathLike | None = None, **kwargs) -> ReIDDataset:
     """Load dataset ``name`` (see ``reidbench list datasets``) from ``root``.
 
-    ``synthreid`` needs no root (it is generated on first use); every other dataset needs the
-    folder holding the user's copy and raises :class:`DatasetLayoutError` describing what is
-    missing when the layout does not match.
+    A synthetic dataset (``synthreid``) needs no root (it is generated on first use); every other
+    dataset needs the folder holding the user's copy and raises :class:`DatasetLayoutError`
+    describing what is missing when the layout does not match.
     """
-    cls = DATASETS.get(name)
-    if cls is SynthReID:
+    entry, variant = resolve_dataset(name)
+    cls = entry.obj
+    if cls.synthetic:
+        if variant is not None:
+            kwargs.setdefault("size", variant)
         return cls(root, **kwargs)
     if root is None:
         raise ValueError(
@@ -42,3 +45,13 @@ def load_dataset(name: str = "synthreid", root: str | os.PathLike | None = None,
             "download it. synthreid is the only dataset that needs none."
         )
     return cls(root, **kwargs)
+
+
+def open_dataset(name: str, root: str | os.PathLike | None = None, *, size: str = "default",
+                 progress: bool = True) -> ReIDDataset:
+    """What the commands call: ``size`` and ``progress`` reach a synthetic dataset (a size given
+    in the name, ``synthreid-large``, wins), a real one ignores them."""
+    entry, variant = resolve_dataset(name)
+    if entry.obj.synthetic:
+        return load_dataset(entry.name, root, size=variant or size, progress=progress)
+    return load_dataset(entry.name, root)

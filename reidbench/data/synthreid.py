@@ -614,6 +614,8 @@ class SynthReID(FolderLayoutDataset):
     name = "synthreid"
     display_name = "synthreid"
     cam_range = (1, 6)
+    synthetic = True
+    variants = ("default", "large", "tiny")  # SIZES (a test keeps the two in step)
 
     def __init__(self, root: str | os.PathLike | None = None, size: str = "default", seed: int = 0,
                  generate: bool = True, progress: bool = True) -> None:

@@ -3,6 +3,7 @@
 ``DEFENSES.get("pd")()``, ``CircuitousScaling()``, ``ProactiveDefense() + CircuitousScaling()``.
 """
 
+from ..registry import DEFENSES, DefenseSpec, parse_defense
 from .adversarial_training import AT, GOAT, GOATAttack, GOATGuides
 from .base import ComposedDefense, DefendedModel, Defense
 from .cs import PATTERNS, SEED_SIZES, CircuitousScaling, CircuitousScalingRandom, circuitous_scaling
@@ -18,24 +19,19 @@ __all__ = [
 ]
 
 
-def build_defense(name: str, **kwargs) -> Defense:
+DEFENSES.compose = ComposedDefense
+
+
+def build_defense(name: "str | DefenseSpec", **kwargs) -> Defense:
     """The defense registered as ``name``; ``"pd+cs"`` composes registered defenses, and each part
-    may carry arguments: ``"cs(sizes=P1)"``, ``"cs+jpeg(quality=50)"`` (see :func:`~reidbench.utils.parse_spec`)."""
-    from ..registry import DEFENSES
-    from ..utils import parse_spec
-
-    def make(base: str, kw: dict) -> Defense:
-        entry = DEFENSES.entry(base)
-        try:
-            return entry.obj(**kw)
-        except TypeError as e:
-            raise ValueError(f"defense {entry.name!r}: {e}; it accepts "
-                             f"{', '.join(entry.defaults) or 'no arguments'}") from None
-
-    parts = [parse_spec(n) for n in name.split("+")]
-    if len(parts) == 1:
-        return make(parts[0][0], {**parts[0][1], **kwargs})
+    may carry arguments: ``"cs(sizes=P1)"``, ``"cs+jpeg(quality=50)"`` (the registry's spec grammar,
+    :func:`~reidbench.registry.parse_defense`)."""
+    spec = parse_defense(name)
+    if spec.is_none:
+        raise ValueError(f"{name!r} names no defense; give a defense name (`reidbench list defenses`)")
     if kwargs:
-        raise ValueError("keyword arguments apply to a single defense, not to a composition; write "
-                         "them in the name, e.g. 'cs+jpeg(quality=50)'")
-    return ComposedDefense([make(base, own) for base, own in parts])
+        if len(spec.parts) > 1:
+            raise ValueError("keyword arguments apply to a single defense, not to a composition; write "
+                             "them in the name, e.g. 'cs+jpeg(quality=50)'")
+        spec = DefenseSpec((spec.parts[0].with_kwargs(**kwargs),))
+    return spec.build()

@@ -27,7 +27,7 @@ from ..attacks.base import AttackContext, FeatureBank, MetricAttack, format_eps,
 from ..data.base import default_data_home
 from ..data.transforms import to_model_input
 from ..models.base import IMAGENET_STD
-from ..registry import DEFENSES
+from ..registry import DEFENSES, parse_attack
 from ..utils import atomic_torch_save
 from .base import Defense
 
@@ -101,7 +101,7 @@ class AT(Defense):
             return torch.load(cache, map_location="cpu", weights_only=True), True
         attack = self._attack(model)
         ctx = None
-        if self.attack_name.lower().replace("_", "-") in ("mifgsm", "m-ifgsm", "mmifgsm", "mfgsm"):
+        if parse_attack(self.attack_name).context == "gallery":
             feats = extract_features(model, images, batch_size, device)
             cams = camids if camids is not None else torch.zeros_like(pids)
             ctx = AttackContext(gallery=FeatureBank(feats, pids, cams))  # same-identity training guides

@@ -157,6 +157,16 @@ class DefendedModel(nn.Module):
         t = self.defense.attack_transform if self.adaptive else self.defense.test_transform
         return self.model.logits(t(x))
 
+    @property
+    def flip_tta(self):
+        """The wrapped model's flip-TTA switch, read and set through the wrapper (an attack that
+        switches it, as LTA's ``gong_faithful``, reaches the model behind the defense)."""
+        return getattr(self._modules["model"], "flip_tta", None)
+
+    @flip_tta.setter
+    def flip_tta(self, value) -> None:
+        self._modules["model"].flip_tta = value
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)

@@ -15,6 +15,7 @@ explicit ``torch.Generator`` and returns a new tensor:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,9 +32,36 @@ def _batched(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return (x[None], True) if x.ndim == 3 else (x, False)
 
 
+def _accept(x):
+    """The image operations take what the seed's code takes: a float tensor in [0, 1] ((3, H, W) or
+    (N, 3, H, W)), a uint8 tensor, a PIL image or a uint8 (H, W, 3) array. Returns the float tensor
+    and a function that gives the result back in the input's kind."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype == torch.uint8:
+            return x.float() / 255, lambda y: torch.round(y * 255).clamp(0, 255).to(torch.uint8)
+        return x, lambda y: y
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(x, Image.Image):
+        arr = np.asarray(x.convert("RGB"))
+        return (torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255,
+                lambda y: Image.fromarray(torch.round(y * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()))
+    if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[-1] == 3:
+        scale = 255 if x.dtype == np.uint8 else 1
+        back_dtype = x.dtype
+        return (torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float() / scale,
+                lambda y: (torch.round(y * 255).clamp(0, 255) if scale == 255 else y).permute(1, 2, 0).numpy()
+                .astype(back_dtype))
+    raise TypeError(f"expected an image: a float tensor in [0, 1] of shape (3, H, W) or (N, 3, H, W), a uint8 "
+                    f"tensor, a PIL image or an (H, W, 3) array; got {type(x).__name__}")
+
+
 def grayscale(x: torch.Tensor, quantize: bool = False) -> torch.Tensor:
     """Luma replicated over 3 channels. ``quantize=True`` reproduces PIL's 8-bit ``convert("L")`` of
     images truncated to uint8 (as ``ToPILImage`` does)."""
+    x, back = _accept(x)
     xb, single = _batched(x)
     if quantize:
         u = (xb * 255).floor().clamp(0, 255).to(torch.int64)  # ToPILImage truncates
@@ -42,7 +70,7 @@ def grayscale(x: torch.Tensor, quantize: bool = False) -> torch.Tensor:
     else:
         g = _LUMA[0] * xb[:, 0] + _LUMA[1] * xb[:, 1] + _LUMA[2] * xb[:, 2]
     out = g[:, None].expand(-1, 3, -1, -1).contiguous()
-    return out[0] if single else out
+    return back(out[0] if single else out)
 
 
 def _gaussian_kernel(size: int, sigma: float, device, dtype) -> torch.Tensor:
@@ -66,6 +94,7 @@ def sketch(x: torch.Tensor, ksize: int = 27, sigma: float | None = None) -> torc
     OpenCV's rule ``0.3 ((k - 1) / 2 - 1) + 0.8`` = 4.4), colour-dodge ``L * 256 / (255 - blur)``
     (saturating; a zero divisor gives 0, as ``cv2.divide``), in 8-bit arithmetic. Returns the sketch
     replicated over 3 channels."""
+    x, back = _accept(x)
     xb, single = _batched(x)
     sigma = 0.3 * ((ksize - 1) / 2 - 1) + 0.8 if sigma is None else sigma
     lum = torch.round(grayscale(xb, quantize=False)[:, :1] * 255)
@@ -80,7 +109,7 @@ def sketch(x: torch.Tensor, ksize: int = 27, sigma: float | None = None) -> torc
     denom = 255 - blur
     dodge = torch.where(denom > 0, torch.round(lum.float() * 256 / denom.clamp(min=1)), torch.zeros_like(denom))
     out = (dodge.clamp(0, 255) / 255).to(xb.dtype).expand(-1, 3, -1, -1).contiguous()
-    return out[0] if single else out
+    return back(out[0] if single else out)
 
 
 def channel_fusion(x: torch.Tensor, other: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -157,6 +186,7 @@ def lgt(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, sl: float =
     """Local grayscale transformation (Gong et al., arXiv 2101.08533): with probability ``p`` per
     image, one random rectangle is replaced by the image's grayscale. ``quantize`` reproduces the seed
     code's 8-bit round trip through PIL for the whole image."""
+    x, back = _accept(x)
     xb, single = _batched(x)
     n, _, h, w = xb.shape
     mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
@@ -164,7 +194,7 @@ def lgt(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, sl: float =
     mask = mask & apply[:, None, None]
     base = (xb * 255).floor().clamp(0, 255) / 255 if quantize else xb
     out = torch.where(mask[:, None], grayscale(xb, quantize=quantize), base)
-    return out[0] if single else out
+    return back(out[0] if single else out)
 
 
 def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -183,12 +213,13 @@ def lht(x: torch.Tensor, generator: torch.Generator, sl: float = 0.02, sh: float
         swapped_geometry: bool = False) -> torch.Tensor:
     """Local homogeneous transformation (seed Eqs. 7-10): one random rectangle of each image is
     replaced by the same region of a homogeneous version of the image."""
+    x, back = _accept(x)
     xb, single = _batched(x)
     n, _, h, w = xb.shape
     hom = torch.stack([_homogeneous(img, generator) for img in xb])
     mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
     out = torch.where(mask[:, None], hom, xb)
-    return out[0] if single else out
+    return back(out[0] if single else out)
 
 
 PD_CODE = {"p_gray": 0.05, "p_gray_rgb": 0.01, "p_sketch_rgb": 0.01, "p_aug": 0.05, "p_lht": 0.10}

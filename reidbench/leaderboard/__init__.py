@@ -5,8 +5,8 @@ adaptive twin beside the oblivious number), the per-query worst case over every 
 faced, and flags where the evaluation is suspect. With several seeds, the mean (and the standard
 deviation in the text formats)."""
 
-from .tables import (ATTACK_TITLES, FLAG_HELP, build_leaderboard, load_records, render, render_csv, render_html,
+from .tables import (FLAG_HELP, attack_title, build_leaderboard, load_records, render, render_csv, render_html,
                      render_markdown, worst_case)
 
 __all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
-           "render_html", "ATTACK_TITLES", "FLAG_HELP"]
+           "render_html", "attack_title", "FLAG_HELP"]

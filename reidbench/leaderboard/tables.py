@@ -9,15 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..matrix.records import decode_hits, iter_records
+from ..matrix.records import METRIC_KEYS, decode_hits, iter_records
+from ..protocol import CLEAN, Threat
+from ..registry import ATTACKS, AttackSpec, DefenseSpec, UnknownNameError, format_eps, load_builtins, parse_defense
 
 __all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
-           "render_html", "ATTACK_TITLES", "FLAG_HELP"]
+           "render_html", "attack_title", "FLAG_HELP"]
 
-ATTACK_TITLES = {"sma": "SMA", "lta": "LTA", "lta-star": "LTA*", "mifgsm": "M-IFGSM", "mmifgsm": "M-MI-FGSM",
-                 "mfgsm": "M-FGSM", "fna": "FNA", "fna-pull": "FNA-pull", "odfa": "ODFA", "dmr": "DMR"}
-ATTACK_ORDER = list(ATTACK_TITLES)
-METRICS = ("R1", "R5", "R10", "mAP", "mINP")
+METRICS = METRIC_KEYS
 
 FLAG_HELP = {
     "adaptive-weaker": "an adaptive attack left a higher mAP than its oblivious twin (more than 1 point): the "
@@ -32,31 +31,58 @@ FLAG_HELP = {
 
 
 def _eps_of(rec: dict[str, Any]) -> float | None:
-    cell_eps = rec["cell"].get("eps")
-    if cell_eps is not None:
-        return float(cell_eps)
-    hp = rec["config"].get("attack_hyperparameters") or {}
-    return float(hp["eps"]) if hp.get("eps") is not None else None
+    """The record's resolved budget (records before it was recorded: the attack's hyper-parameters)."""
+    eps = rec.get("eps", rec["cell"].get("eps"))
+    if eps is None:
+        eps = (rec["config"].get("attack_hyperparameters") or {}).get("eps")
+    return None if eps is None else float(eps)
 
 
-def _deterministic(desc: dict[str, Any] | None) -> bool:
-    if not desc:
-        return True
-    if "parts" in desc:
-        return all(_deterministic(p) for p in desc["parts"])
-    return bool(desc.get("deterministic", True))
+def _attack_text(cell: dict[str, Any]) -> str:
+    """The attack's canonical spec text (``mifgsm(gong_faithful=true)``): one column per spec."""
+    if cell["attack"] == CLEAN:
+        return CLEAN
+    return AttackSpec(cell["attack"], dict(cell.get("attack_kwargs") or {})).text
+
+
+def _entry(name: str):
+    try:
+        return ATTACKS.entry(name)
+    except UnknownNameError:  # a plugin attack whose plugin is not loaded here: its name stands for it
+        return None
+
+
+def attack_title(text: str) -> str:
+    """The column title of an attack spec: its class's ``title`` (``M-IFGSM``), the arguments kept."""
+    name, _, args = text.partition("(")
+    e = _entry(name)
+    return (e.title if e is not None else name) + (f"({args}" if args else "")
+
+
+def _attack_order(text: str) -> int:
+    e = _entry(text.partition("(")[0])
+    return int(e.attr("order", 100)) if e is not None else 100
+
+
+def _randomised(defense: str) -> bool:
+    try:
+        return parse_defense(defense).randomised
+    except UnknownNameError:  # a plugin defense whose plugin is not loaded here
+        return False
 
 
 def load_records(results: str | os.PathLike) -> pd.DataFrame:
     """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays."""
+    load_builtins()  # titles and properties of every registered attack and defense, plugins included
     rows = []
     for rec in iter_records(results):
         cell, pq = rec["cell"], rec.get("per_query") or {}
         n = int(pq.get("n", 0))
+        attack = _attack_text(cell)
         row = {"dataset": cell["dataset"], "model": cell["model"], "defense": cell["defense"],
-               "attack": cell["attack"], "threat": cell["threat"], "seed": int(cell["seed"]),
-               "eps": _eps_of(rec) if cell["attack"] != "clean" else None,
-               "eot": rec["config"].get("eot"), "deterministic": _deterministic(rec["config"].get("defense")),
+               "attack": attack, "threat": cell["threat"], "seed": int(cell["seed"]),
+               "eps": _eps_of(rec) if attack != CLEAN else None,
+               "eot": rec["config"].get("eot"), "deterministic": not _randomised(cell["defense"]),
                "version": rec["provenance"].get("reidbench_version"), "git_sha": rec["provenance"].get("git_sha"),
                "device_name": rec["provenance"].get("device_name"), "key": rec["key"], "n": n,
                "models_order": tuple(rec["config"].get("matrix", {}).get("models", ())),
@@ -93,21 +119,21 @@ def worst_case(cells: pd.DataFrame, rerank: bool = False) -> tuple[float, float]
 
 
 def _fmt_eps(eps: float | None) -> str:
-    if eps is None:
-        return "default"
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-4 else f"{eps:.4g}"
+    return "default" if eps is None else format_eps(eps)
+
+
+ADAPTIVE, OBLIVIOUS = Threat.ADAPTIVE.value, Threat.OBLIVIOUS.value
+TRANSFER, WHITE_BOX = Threat.TRANSFER.value, Threat.WHITE_BOX.value
+NO_DEFENSE = DefenseSpec.NONE_TEXT
 
 
 def _title(attack: str, eps: float | None, threat: str) -> str:
-    base = ATTACK_TITLES.get(attack, attack)
-    t = f"{base} {_fmt_eps(eps)}"
-    return t + " adapt." if threat == "adaptive" else t
+    t = f"{attack_title(attack)} {_fmt_eps(eps)}"
+    return t + " adapt." if threat == ADAPTIVE else t
 
 
 def _attack_sort_key(attack: str, eps: float | None, threat: str):
-    a = ATTACK_ORDER.index(attack) if attack in ATTACK_ORDER else len(ATTACK_ORDER)
-    return (eps if eps is not None else 0.0, a, attack, threat == "adaptive")
+    return (eps if eps is not None else 0.0, _attack_order(attack), attack, threat == ADAPTIVE)
 
 
 def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -116,16 +142,16 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
     pre = "rr_" if rerank else ""
     order = next((o for o in df["models_order"] if o), ())
     model_rank = {m: i for i, m in enumerate(order)}
-    attacked = df[df["attack"] != "clean"]
+    attacked = df[df["attack"] != CLEAN]
     # white-box (no defense), oblivious (defended row) and transfer share a column; adaptive twins beside
-    combos = sorted({(r.attack, r.eps, "adaptive" if r.threat == "adaptive" else "main")
+    combos = sorted({(r.attack, r.eps, ADAPTIVE if r.threat == ADAPTIVE else "main")
                      for r in attacked.itertuples()}, key=lambda c: _attack_sort_key(*c))
     titles = [_title(*c) for c in combos]
     eps_levels = sorted({e for e in attacked["eps"] if e is not None and not pd.isna(e)})
     worst_titles = (["worst"] if len(eps_levels) <= 1 else [f"worst <= {_fmt_eps(e)}" for e in eps_levels])
     rows, fired = [], {}
     groups = df.groupby(["dataset", "model", "defense"], sort=False)
-    keys = sorted(groups.groups, key=lambda k: (k[0], model_rank.get(k[1], len(model_rank)), k[1], k[2] != "none", k[2]))
+    keys = sorted(groups.groups, key=lambda k: (k[0], model_rank.get(k[1], len(model_rank)), k[1], k[2] != NO_DEFENSE, k[2]))
     for key in keys:
         g = groups.get_group(key)
         dataset, model, defense = key
@@ -138,14 +164,14 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
                 row[f"{title} {m}"] = float(vals.mean()) if len(vals) else np.nan
                 row[f"{title} {m} std"] = float(vals.std(ddof=0)) if len(vals) > 1 else 0.0
 
-        put("clean", g[g["attack"] == "clean"])
+        put(CLEAN, g[g["attack"] == CLEAN])
         for combo, title in zip(combos, titles):
             a, e, t = combo
-            threat_ok = g["threat"] == "adaptive" if t == "adaptive" else g["threat"] != "adaptive"
+            threat_ok = g["threat"] == ADAPTIVE if t == ADAPTIVE else g["threat"] != ADAPTIVE
             sub = g[(g["attack"] == a) & threat_ok & (g["eps"].apply(lambda v: v == e))]
             if len(sub):
                 put(title, sub)
-        att = g[g["attack"] != "clean"]
+        att = g[g["attack"] != CLEAN]
         for wt, level in zip(worst_titles, eps_levels or [None]):
             vals = []
             for _, gs in att.groupby("seed"):
@@ -161,7 +187,7 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
         row["flags"] = ",".join(flags)
         rows.append(row)
     wide = pd.DataFrame(rows)
-    notes = {"titles": ["clean", *titles, *worst_titles], "flags": fired, "rerank": rerank,
+    notes = {"titles": [CLEAN, *titles, *worst_titles], "flags": fired, "rerank": rerank,
              "versions": sorted({str(v) for v in df["version"]}),
              "git_shas": sorted({str(v) for v in df["git_sha"] if v}),
              "devices": sorted({str(v) for v in df["device_name"] if v}),
@@ -172,22 +198,22 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
 
 def _flags(g: pd.DataFrame, pre: str) -> list[str]:
     flags = []
-    clean = g[g["attack"] == "clean"][pre + "mAP"].mean()
-    att = g[g["attack"] != "clean"]
+    clean = g[g["attack"] == CLEAN][pre + "mAP"].mean()
+    att = g[g["attack"] != CLEAN]
     by = att.groupby(["attack", "eps", "seed"], dropna=False)
     for (_, _, _), sub in by:
-        obl, ada = sub[sub["threat"] == "oblivious"], sub[sub["threat"] == "adaptive"]
+        obl, ada = sub[sub["threat"] == OBLIVIOUS], sub[sub["threat"] == ADAPTIVE]
         if len(obl) and len(ada) and float(ada[pre + "mAP"].iloc[0]) > float(obl[pre + "mAP"].iloc[0]) + 1.0:
             flags.append("adaptive-weaker")
-    has_defense = bool((g["defense"] != "none").any())
-    ada = att[att["threat"] == "adaptive"]
-    if has_defense and len(att[att["threat"] == "oblivious"]) and not len(ada):
+    has_defense = bool((g["defense"] != NO_DEFENSE).any())
+    ada = att[att["threat"] == ADAPTIVE]
+    if has_defense and len(att[att["threat"] == OBLIVIOUS]) and not len(ada):
         flags.append("no-adaptive")
     if has_defense and len(ada) and not bool(g["deterministic"].all()):
         if any(e is None or pd.isna(e) or int(e) <= 1 for e in ada["eot"]):
             flags.append("no-eot")
-    wb = att[att["threat"].isin(["white-box", "adaptive"])]
-    for r in att[att["threat"] == "transfer"].itertuples():
+    wb = att[att["threat"].isin([WHITE_BOX, ADAPTIVE])]
+    for r in att[att["threat"] == TRANSFER].itertuples():
         same = wb[(wb["eps"].apply(lambda v: v == r.eps)) & (wb["seed"] == r.seed)]
         if len(same) and getattr(r, pre + "mAP") < float(same[pre + "mAP"].min()) - 1.0:
             flags.append("transfer-stronger")

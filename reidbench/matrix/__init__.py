@@ -3,12 +3,21 @@
     reidbench matrix --models baseline,jad --attacks all
 """
 
-from .plan import ALL_ATTACKS, Cell, MatrixConfig, cell_key, defense_label, plan_cells, resolve_attacks
+from .plan import Cell, MatrixConfig, cell_key, defense_label, plan_cells, resolve_attacks
 from .records import (CellClaim, RecordError, decode_hits, encode_hits, iter_records, read_record, record_path,
                       write_record)
-from .runner import DMR_SYNTH_CONFIG, MatrixRun, checkpoint_store, ensure_checkpoint, fitted_dmr, run_matrix
+from ..store import checkpoint_store
+from .runner import MatrixRun, ensure_checkpoint, fitted_dmr, run_matrix
 
 __all__ = ["MatrixConfig", "Cell", "plan_cells", "cell_key", "defense_label", "resolve_attacks", "ALL_ATTACKS",
-           "run_matrix", "MatrixRun", "ensure_checkpoint", "fitted_dmr", "checkpoint_store", "DMR_SYNTH_CONFIG",
+           "run_matrix", "MatrixRun", "ensure_checkpoint", "fitted_dmr", "checkpoint_store",
            "CellClaim", "RecordError", "encode_hits", "decode_hits", "iter_records", "read_record", "record_path",
            "write_record"]
+
+
+def __getattr__(name: str):
+    if name == "ALL_ATTACKS":  # derived from the registry: the attacks that declare in_all
+        from . import plan
+
+        return plan.ALL_ATTACKS
+    raise AttributeError(name)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..store import CellClaim  # noqa: F401  (claims live with the stores)
 from ..utils import atomic_write_text
 
 __all__ = ["RECORD_FORMAT", "record_path", "write_record", "read_record", "iter_records", "encode_hits",
@@ -102,73 +101,3 @@ def iter_records(results: str | os.PathLike) -> Iterator[dict[str, Any]]:
         raise FileNotFoundError(f"{results} holds no records/ folder: run `reidbench matrix --results {results}` first")
     for p in sorted(folder.glob("*.json")):
         yield read_record(p)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class CellClaim:
-    """An exclusive claim on a cell (``results/claims/<key>.lock``, created with O_EXCL).
-
-    A claim left by a process that died on this host is stale and taken over; one held by a live
-    process (or on another host, younger than ``stale_seconds``) is respected."""
-
-    def __init__(self, results: str | os.PathLike, key: str, stale_seconds: float = 6 * 3600) -> None:
-        self.path = Path(results) / "claims" / f"{key[:32]}.lock"
-        self.stale_seconds = stale_seconds
-        self.held = False
-
-    def _stale(self) -> bool:
-        try:
-            info = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return time.time() - self._mtime() > 60  # unreadable and not fresh: a crash mid-write
-        if info.get("host") == socket.gethostname():
-            return not _pid_alive(int(info.get("pid", -1)))
-        return time.time() - float(info.get("time", 0)) > self.stale_seconds
-
-    def _mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return time.time()
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    try:
-                        self.path.unlink()
-                    except FileNotFoundError:
-                        pass
-                    continue
-                return False
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, fh)
-            self.held = True
-            return True
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            self.held = False
-
-    def __enter__(self) -> "CellClaim":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -21,24 +21,14 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..protocol import Surrogate, Threat, attack_kwargs, fitted_generator, prepare_attack
+from ..store import CellClaim, checkpoint_store, produce_once
 from .plan import Cell, MatrixConfig, cell_key, plan_cells
-from .records import (RECORD_FORMAT, CellClaim, encode_hits, git_sha, provenance, read_record, record_path,
-                      write_record)
+from .records import RECORD_FORMAT, encode_hits, git_sha, provenance, read_record, record_path, write_record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_store", "fitted_dmr", "DMR_SYNTH_CONFIG"]
-
-#: DMR on the embedded synthreid (128x64 persons, CPU): half-width generator and discriminator and
-#: 3 epochs (about 2.5 minutes on 2 cores); the reference configuration is used on real datasets.
-DMR_SYNTH_CONFIG = {"ngf": 16, "ndf": 32, "epochs": 3}
-DMR_REAL_CONFIG = {"ngf": 32, "ndf": 64, "epochs": 50}
-
-
-def checkpoint_store() -> Path:
-    from ..data.base import default_data_home
-
-    return Path(os.environ.get("REIDBENCH_CHECKPOINTS") or Path(default_data_home()) / "checkpoints")
+__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_store", "fitted_dmr", "cell_extra"]
 
 
 def _hash(obj: Any) -> str:
@@ -59,17 +49,6 @@ class MatrixRun:
         self.stages[stage] = round(self.stages.get(stage, 0.0) + seconds, 2)
 
 
-def _wait_for(path: Path, claim: CellClaim, what: str, poll: float = 5.0) -> bool:
-    """Another process holds ``claim``: wait until ``path`` appears (True) or the claim is released
-    or goes stale without it (False: the caller produces it)."""
-    log.warning("%s is being produced by another reidbench run; waiting for it", what)
-    while not path.is_file():
-        if claim.acquire():
-            return False
-        time.sleep(poll)
-    return True
-
-
 def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, device: str, store: Path,
                       progress: bool, run: MatrixRun | None = None) -> tuple[Path, dict[str, Any]]:
     """The checkpoint of ``preset`` trained on ``dataset`` with ``seed``: loaded from the store when
@@ -85,19 +64,15 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
                  "reidbench": __version__})
     out = store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}"
     ckpt = out / "model.pt"
-    if not ckpt.is_file():
-        claim = CellClaim(store, "train-" + key)
-        if claim.acquire() or not _wait_for(ckpt, claim, f"training {p.name}"):
-            try:
-                if not ckpt.is_file():
-                    t0 = time.perf_counter()
-                    log.info("training %s (seed %d) into %s", p.name, seed, out)
-                    train_preset(p.name, dataset, out, seed=seed, epochs=epochs, device=device,
-                                 resume=True, progress=progress)
-                    if run is not None:
-                        run.add_time(f"train {p.name} (seed {seed})", time.perf_counter() - t0)
-            finally:
-                claim.release()
+
+    def train() -> None:
+        t0 = time.perf_counter()
+        log.info("training %s (seed %d) into %s", p.name, seed, out)
+        train_preset(p.name, dataset, out, seed=seed, epochs=epochs, device=device, resume=True, progress=progress)
+        if run is not None:
+            run.add_time(f"train {p.name} (seed {seed})", time.perf_counter() - t0)
+
+    produce_once(ckpt, store, "train-" + key, f"training {p.name}", train)
     card = json.loads(ckpt.with_suffix(".json").read_text())
     return ckpt, card
 
@@ -105,43 +80,11 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
 def fitted_dmr(surrogate_ckpt: str | os.PathLike, dataset, *, eps: float | None = None, seed: int = 0,
                device: str = "cpu", store: str | os.PathLike | None = None, progress: bool = True,
                overrides: dict[str, Any] | None = None, run: MatrixRun | None = None):
-    """A DMR generator fitted on the checkpoint ``surrogate_ckpt`` with ``dataset``'s training split:
-    loaded from the store when this (surrogate, dataset, configuration, seed) was fitted before,
-    fitted and saved otherwise. Returns ``(attack, generator path)``."""
-    from ..attacks import DMR
-    from ..data import load_images
-    from ..models import load_checkpoint
-    from ..models.presets import is_synthetic
-
-    store = Path(store) if store is not None else checkpoint_store()
-    surrogate_card = json.loads(Path(surrogate_ckpt).with_suffix(".json").read_text())
-    kw = dict(DMR_SYNTH_CONFIG if is_synthetic(dataset.name) else DMR_REAL_CONFIG)
-    kw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    kw["seed"] = seed
-    if eps is not None:
-        kw["eps"] = eps
-    probe = DMR(None, **kw)
-    key = _hash({"surrogate": surrogate_card["sha256"], "dataset": dataset.fingerprint(),
-                 "attack": probe.hyperparameters(), "reidbench": __version__})
-    path = store / "dmr" / f"dmr-{surrogate_card.get('preset', 'model')}-{key[:12]}" / "generator.pt"
-    if not path.is_file():
-        claim = CellClaim(store, "dmr-" + key)
-        if claim.acquire() or not _wait_for(path, claim, "DMR fitting"):
-            try:
-                if not path.is_file():
-                    t0 = time.perf_counter()
-                    surrogate, _ = load_checkpoint(surrogate_ckpt, device=device)
-                    train = load_images(dataset.train, progress=progress, desc="decoding train")
-                    probe.fit(surrogate, train.images, train.pids, device=device, progress=progress)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    probe.save(path, surrogate={"preset": surrogate_card.get("preset"),
-                                                "sha256": surrogate_card["sha256"], "checkpoint": str(surrogate_ckpt)},
-                               dataset={"name": dataset.name, "fingerprint": dataset.fingerprint()})
-                    if run is not None:
-                        run.add_time("fit DMR", time.perf_counter() - t0)
-            finally:
-                claim.release()
-    return DMR.load(path, device=device), path
+    """DMR fitted on ``surrogate_ckpt`` (:func:`reidbench.protocol.fitted_generator` for ``dmr``).
+    Returns ``(attack, generator path)``."""
+    on_fit = (lambda s: run.add_time("fit DMR", s)) if run is not None else None
+    return fitted_generator("dmr", Surrogate(surrogate_ckpt, dataset, device, store, progress, dict(overrides or {}),
+                                             on_fit), eps=eps, seed=seed)
 
 
 def _metrics(res: dict) -> dict[str, float]:
@@ -159,170 +102,239 @@ def _per_query(res: dict) -> dict[str, Any]:
     return out
 
 
-def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool = False, progress: bool = True,
-               store: str | os.PathLike | None = None, echo: Callable[[str], None] | None = None) -> MatrixRun:
-    """Run every cell of ``config`` not yet recorded under ``results`` (all of them with ``force``)."""
-    from ..attacks import build_attack
-    from ..attacks.evaluate import attack_queries, prepare_evalset
-    from ..data import load_dataset
-    from ..defenses import DefendedModel, build_defense
-    from ..evaluation import evaluate_features
-    from ..models import load_checkpoint
+def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, Any] | None,
+               generator: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What determines a cell's result besides the cell itself (hashed into its key): the
+    evaluation options, the test-time defense's configuration, the attack's resolved arguments
+    (:func:`~reidbench.protocol.attack_kwargs`) or, for a transfer attack, the fitted generator's
+    ``(hyper-parameters, provenance)``."""
+    extra: dict[str, Any] = {"rerank": config.rerank, "ap": config.ap, "defense": defense_description,
+                             "batch_size": config.batch_size}
+    if cell.threat is Threat.TRANSFER:
+        if generator is None:
+            raise ValueError(f"{cell.label()}: a transfer cell's key needs its fitted generator")
+        extra.update(attack=generator[0], surrogate=generator[1], io=config.io)
+    elif not cell.is_clean:
+        extra.update(attack=attack_kwargs(cell.attack, cell.threat, cell.defense, seed=cell.seed, eps=cell.eps,
+                                          steps=cell.steps, io=config.io, eot=config.eot), io=config.io)
+    return extra
 
-    echo = echo or (lambda s: None)
-    git_sha()  # provenance of the code this process runs: read now, not when the first record is written
-    run = MatrixRun()
-    results = Path(results)
-    (results / "records").mkdir(parents=True, exist_ok=True)
-    store = Path(store) if store is not None else checkpoint_store()
-    t_start = time.perf_counter()
 
-    t0 = time.perf_counter()
-    if config.dataset.lower().startswith("synth"):
-        dataset = load_dataset("synthreid", config.data_root, size=config.synth_size, progress=progress)
-    else:
-        dataset = load_dataset(config.dataset, config.data_root)
-    fingerprint = dataset.fingerprint()
-    run.add_time("dataset", time.perf_counter() - t0)
-    cells = plan_cells(config)
-    groups: dict[tuple, list[Cell]] = {}
-    for c in cells:
-        groups.setdefault((c.seed, c.model, c.defense), []).append(c)
-    echo(f"matrix: {len(cells)} cells ({len(config.models)} models x {len(config.defenses)} test-time defenses x "
-         f"{len(config.attacks)} attacks, seeds {list(config.seeds)}) on {dataset.name}; results in {results}")
+@dataclass
+class _Planned:
+    """A cell with its key and record path, resolved before anything is computed."""
 
-    dmr_cache: dict[tuple, tuple] = {}
-    cell_bar = tqdm(total=len(cells), desc="matrix cells", unit="cell", disable=not progress)
-    for (seed, model_name, label), group in groups.items():
-        ckpt, card = ensure_checkpoint(model_name, dataset, seed, epochs=config.epochs, device=config.device,
-                                       store=store, progress=progress, run=run)
-        defense = build_defense(label) if label != "none" else None
-        defense_desc = defense.describe() if defense is not None else None
+    cell: Cell
+    key: str
+    path: Path
+    extra: dict[str, Any]
+    generator: dict[str, Any] | None = None   # transfer: surrogate and generator provenance
 
-        # resolve each cell's attack (cheap) to know its key before computing anything
-        planned = []
-        for cell in group:
-            extra: dict[str, Any] = {"rerank": config.rerank, "ap": config.ap, "defense": defense_desc,
-                                     "batch_size": config.batch_size}
-            dmr_info = None
-            if cell.threat == "transfer":
-                sur_ckpt, sur_card = ensure_checkpoint(config.surrogate, dataset, seed, epochs=config.epochs,
-                                                       device=config.device, store=store, progress=progress, run=run)
-                dkey = (seed, cell.eps)
-                if dkey not in dmr_cache:
-                    dmr_cache[dkey] = fitted_dmr(sur_ckpt, dataset, eps=cell.eps, seed=seed, device=config.device,
-                                                 store=store, progress=progress, run=run,
-                                                 overrides={"epochs": config.dmr_epochs,
-                                                            **config.attack_args.get("dmr", {})})
-                atk, gpath = dmr_cache[dkey]
-                dmr_info = {"surrogate_preset": config.surrogate, "surrogate_sha256": sur_card["sha256"],
-                            "generator_sha256": atk.card["sha256"], "generator": str(gpath)}
-                extra.update(attack=atk.hyperparameters(), surrogate=dmr_info, io=config.io)
-            elif not cell.is_clean:
-                extra.update(attack=_attack_kwargs(cell, config, defense), io=config.io)
-            key = cell_key(cell, checkpoint_sha256=card["sha256"], dataset_fingerprint=fingerprint, extra=extra)
-            path = record_path(results, cell.slug(), key)
-            planned.append((cell, key, path, extra, dmr_info))
-        pending = []
-        for item in planned:
-            if item[2].is_file() and not force:
-                run.skipped.append(item[1])
-                run.records.append(item[2])
-                cell_bar.update(1)
-            else:
-                pending.append(item)
-        if not pending:
-            continue
+
+@dataclass
+class _Row:
+    """What every cell of a row (seed, model, test-time defense) shares once computed."""
+
+    model: Any
+    card: dict[str, Any]
+    checkpoint: Path
+    defense: Any
+    evalset: Any
+    eval_model: Any
+    clean: dict[str, Any]
+    common: dict[str, Any]
+
+
+class _MatrixRunner:
+    """``run_matrix`` as named steps: load the dataset, plan, and per row: train or load the model,
+    key every cell, skip the recorded ones, compute features once, run and record the rest."""
+
+    def __init__(self, config: MatrixConfig, results: Path, store: Path, force: bool, progress: bool,
+                 echo: Callable[[str], None]) -> None:
+        self.config, self.results, self.store = config, results, store
+        self.force, self.progress, self.echo = force, progress, echo
+        self.run = MatrixRun()
+        self.generators: dict[tuple, tuple] = {}
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def load_dataset(self):
+        from ..data import open_dataset
 
         t0 = time.perf_counter()
-        model, _ = load_checkpoint(ckpt, device=config.device)
-        evalset = prepare_evalset(model, dataset, config.device, 128, progress, defense=defense, adaptive=False)
+        c = self.config
+        self.dataset = open_dataset(c.dataset, c.data_root, size=c.synth_size, progress=self.progress)
+        self.fingerprint = self.dataset.fingerprint()
+        self.run.add_time("dataset", time.perf_counter() - t0)
+
+    def rows(self) -> dict[tuple, list[Cell]]:
+        cells = plan_cells(self.config)
+        groups: dict[tuple, list[Cell]] = {}
+        for c in cells:
+            groups.setdefault((c.seed, c.model, c.defense), []).append(c)
+        self.n_cells = len(cells)
+        c = self.config
+        self.echo(f"matrix: {len(cells)} cells ({len(c.models)} models x {len(c.defenses)} test-time defenses x "
+                  f"{len(c.attacks)} attacks, seeds {list(c.seeds)}) on {self.dataset.name}; results in {self.results}")
+        return groups
+
+    def checkpoint(self, preset: str, seed: int) -> tuple[Path, dict[str, Any]]:
+        c = self.config
+        return ensure_checkpoint(preset, self.dataset, seed, epochs=c.epochs, device=c.device, store=self.store,
+                                 progress=self.progress, run=self.run)
+
+    def generator(self, cell: Cell):
+        """The fitted transfer attack of ``cell`` (fitted once per attack, seed and budget)."""
+        c = self.config
+        gkey = (cell.attack, cell.seed, cell.eps)
+        if gkey not in self.generators:
+            sur_ckpt, sur_card = self.checkpoint(c.surrogate, cell.seed)
+            overrides = {"epochs": c.dmr_epochs}  # --dmr-epochs: the fitting epochs of transfer attacks
+            on_fit = (lambda s: self.run.add_time(f"fit {cell.attack.title}", s))  # type: ignore[union-attr]
+            atk, path = fitted_generator(cell.attack, Surrogate(sur_ckpt, self.dataset, c.device, self.store,
+                                                                self.progress, overrides, on_fit),
+                                         eps=cell.eps, seed=cell.seed)
+            info = {"surrogate_preset": c.surrogate, "surrogate_sha256": sur_card["sha256"],
+                    "generator_sha256": atk.card["sha256"], "generator": str(path)}
+            self.generators[gkey] = (atk, path, info)
+        return self.generators[gkey]
+
+    def plan_row(self, group: list[Cell], card: dict[str, Any], defense) -> list[_Planned]:
+        """Each cell's key (cheap: no features, no attack) so that recorded cells are found."""
+        planned = []
+        for cell in group:
+            info = generator = None
+            if cell.threat is Threat.TRANSFER:
+                atk, _, info = self.generator(cell)
+                generator = (atk.hyperparameters(), info)
+            extra = cell_extra(cell, self.config, defense.describe() if defense is not None else None, generator)
+            key = cell_key(cell, checkpoint_sha256=card["sha256"], dataset_fingerprint=self.fingerprint, extra=extra)
+            planned.append(_Planned(cell, key, record_path(self.results, cell.slug(), key), extra, info))
+        return planned
+
+    def prepare_row(self, model_name: str, ckpt: Path, card: dict[str, Any], defense) -> _Row:
+        """Load the model, compute query and gallery features once (through the defense) and the
+        clean metrics."""
+        from ..attacks.evaluate import prepare_evalset
+        from ..defenses import DefendedModel
+        from ..evaluation import evaluate_features
+        from ..models import load_checkpoint
+
+        c = self.config
+        t0 = time.perf_counter()
+        model, _ = load_checkpoint(ckpt, device=c.device)
+        evalset = prepare_evalset(model, self.dataset, c.device, 128, self.progress, defense=defense, adaptive=False)
         eval_model = DefendedModel(model, defense) if defense is not None else model
-        clean_res = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids,
-                                      evalset.q_camids, evalset.g_camids, rerank=config.rerank, ap=config.ap)
-        run.add_time("features and clean evaluation", time.perf_counter() - t0)
+        clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids,
+                                  evalset.q_camids, evalset.g_camids, rerank=c.rerank, ap=c.ap)
+        self.run.add_time("features and clean evaluation", time.perf_counter() - t0)
         common = {"model": {"preset": model_name, "arch": card["arch"], "checkpoint": str(ckpt),
                             "sha256": card["sha256"], "train_defense": card.get("train_defense"),
                             "epochs": card.get("recipe", {}).get("epochs")},
-                  "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root),
-                              "queries": len(evalset.q_pids), "gallery": len(evalset.g_pids)},
-                  "defense": defense_desc, "matrix": config.to_dict()}
+                  "dataset": {"name": self.dataset.name, "fingerprint": self.fingerprint,
+                              "root": str(self.dataset.root), "queries": len(evalset.q_pids),
+                              "gallery": len(evalset.g_pids)},
+                  "defense": defense.describe() if defense is not None else None, "matrix": c.to_dict()}
+        return _Row(model, card, ckpt, defense, evalset, eval_model, clean, common)
 
-        for cell, key, path, extra, dmr_info in pending:
-            claim = CellClaim(results, key)
-            if not claim.acquire():
-                run.busy.append(key)
-                cell_bar.update(1)
-                continue
-            try:
-                if path.is_file() and not force:  # finished by another run meanwhile
-                    run.skipped.append(key)
-                    continue
-                t_cell = time.perf_counter()
-                cell_bar.set_postfix_str(f"{model_name}/{label}/{cell.attack}/{cell.threat}")
-                perturbation = None
-                attack_repr = hp = None
-                attack_seconds = 0.0
-                if cell.is_clean:
-                    res = clean_res
+    def run_cell(self, item: _Planned, row: _Row) -> dict[str, Any]:
+        """Attack (unless clean), evaluate, and return the record."""
+        from ..attacks.evaluate import attack_queries
+        from ..evaluation import evaluate_features
+
+        c, cell = self.config, item.cell
+        t_cell = time.perf_counter()
+        perturbation = attack_repr = hp = None
+        attack_seconds = 0.0
+        if cell.is_clean:
+            res = row.clean
+        else:
+            fitted = self.generator(cell)[:2] if cell.threat is Threat.TRANSFER else None
+            prepared = prepare_attack(row.model, cell.attack, row.defense, cell.threat, row.evalset,
+                                      kwargs=item.extra.get("attack"), fitted=fitted)
+            out = attack_queries(prepared.attack, row.evalset, row.eval_model, batch_size=c.batch_size,
+                                 device=c.device, io=c.io, progress=self.progress, context=prepared.context)
+            ev = row.evalset
+            res = evaluate_features(out["features"], ev.g_feats, ev.q_pids, ev.g_pids, ev.q_camids, ev.g_camids,
+                                    rerank=c.rerank, ap=c.ap)
+            perturbation = {"linf_max": out["linf_max"], "linf_mean": out["linf_mean"], "l2_mean": out["l2_mean"]}
+            attack_repr = repr(prepared.attack)
+            hp = prepared.attack.hyperparameters()
+            attack_seconds = round(out["seconds"], 3)
+        wall = time.perf_counter() - t_cell
+        return {
+            "format": RECORD_FORMAT, "key": item.key, "slug": cell.slug(), "cell": cell.spec(),
+            "attack_spec": None if cell.is_clean else cell.attack.text,  # type: ignore[union-attr]
+            "eps": (hp or {}).get("eps", cell.budget),  # the resolved budget (the cell's or the attack's default)
+            "metrics": _metrics(res),
+            "metrics_rerank": _metrics(res["rerank"]) if c.rerank else None,
+            "clean_metrics": _metrics(row.clean),
+            "perturbation": perturbation,
+            "per_query": _per_query(res),
+            "config": {**row.common, "attack": attack_repr, "attack_hyperparameters": hp,
+                       "surrogate": item.generator, "io": c.io, "ap": c.ap, "rerank": c.rerank,
+                       "eot": (hp or {}).get("eot_samples")},
+            "seeds": {"model": cell.seed, "attack": cell.seed},
+            "provenance": {**provenance(c.device), "wall_seconds": round(wall, 3), "attack_seconds": attack_seconds,
+                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        }
+
+    def record(self, item: _Planned, row: _Row, bar) -> None:
+        """Claim the cell, run it and write its record atomically (skipped when another run holds it
+        or finished it meanwhile)."""
+        claim = CellClaim(self.results, item.key)
+        if not claim.acquire():
+            self.run.busy.append(item.key)
+            return
+        try:
+            if item.path.is_file() and not self.force:  # finished by another run meanwhile
+                self.run.skipped.append(item.key)
+                return
+            bar.set_postfix_str(item.cell.label())
+            t0 = time.perf_counter()
+            write_record(item.path, self.run_cell(item, row))
+            self.run.computed.append(item.key)
+            self.run.records.append(item.path)
+            self.run.add_time("features and clean evaluation" if item.cell.is_clean else "attacks and evaluation",
+                              time.perf_counter() - t0)
+        finally:
+            claim.release()
+
+    def __call__(self) -> MatrixRun:
+        t_start = time.perf_counter()
+        git_sha()  # provenance of the code this process runs: read now, not when the first record is written
+        (self.results / "records").mkdir(parents=True, exist_ok=True)
+        self.load_dataset()
+        groups = self.rows()
+        bar = tqdm(total=self.n_cells, desc="matrix cells", unit="cell", disable=not self.progress)
+        for (seed, model_name, defense_spec), group in groups.items():
+            ckpt, card = self.checkpoint(model_name, seed)
+            defense = defense_spec.build()
+            pending = []
+            for item in self.plan_row(group, card, defense):
+                if item.path.is_file() and not self.force:
+                    self.run.skipped.append(item.key)
+                    self.run.records.append(item.path)
+                    bar.update(1)
                 else:
-                    if cell.threat == "transfer":
-                        attack = dmr_cache[(cell.seed, cell.eps)][0]
-                        ctx = evalset.context()
-                    else:
-                        adaptive = cell.threat == "adaptive"
-                        target = DefendedModel(model, defense, adaptive=True) if adaptive else model
-                        attack = build_attack(cell.attack, target, **extra["attack"])
-                        ctx = evalset.context(adaptive=adaptive)
-                    out = attack_queries(attack, evalset, eval_model, batch_size=config.batch_size,
-                                         device=config.device, io=config.io, progress=progress, context=ctx)
-                    res = evaluate_features(out["features"], evalset.g_feats, evalset.q_pids, evalset.g_pids,
-                                            evalset.q_camids, evalset.g_camids, rerank=config.rerank, ap=config.ap)
-                    perturbation = {"linf_max": out["linf_max"], "linf_mean": out["linf_mean"],
-                                    "l2_mean": out["l2_mean"]}
-                    attack_repr = repr(attack)
-                    hp = attack.hyperparameters()
-                    attack_seconds = round(out["seconds"], 3)
-                wall = time.perf_counter() - t_cell
-                record = {
-                    "format": RECORD_FORMAT, "key": key, "slug": cell.slug(), "cell": cell.spec(),
-                    "metrics": _metrics(res),
-                    "metrics_rerank": _metrics(res["rerank"]) if config.rerank else None,
-                    "clean_metrics": _metrics(clean_res),
-                    "perturbation": perturbation,
-                    "per_query": _per_query(res),
-                    "config": {**common, "attack": attack_repr,
-                               "attack_hyperparameters": hp,
-                               "surrogate": dmr_info, "io": config.io, "ap": config.ap, "rerank": config.rerank,
-                               "eot": (hp or {}).get("eot_samples")},
-                    "seeds": {"model": cell.seed, "attack": cell.seed},
-                    "provenance": {**provenance(config.device), "wall_seconds": round(wall, 3),
-                                   "attack_seconds": attack_seconds,
-                                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                }
-                write_record(path, record)
-                run.computed.append(key)
-                run.records.append(path)
-                run.add_time("attacks and evaluation" if not cell.is_clean else "features and clean evaluation", wall)
-            finally:
-                claim.release()
-                cell_bar.update(1)
-    cell_bar.close()
-    run.add_time("total", time.perf_counter() - t_start)
-    return run
+                    pending.append(item)
+            if not pending:
+                continue
+            row = self.prepare_row(model_name, ckpt, card, defense)
+            for item in pending:
+                try:
+                    self.record(item, row, bar)
+                finally:
+                    bar.update(1)
+        bar.close()
+        self.run.add_time("total", time.perf_counter() - t_start)
+        return self.run
 
 
-def _attack_kwargs(cell: Cell, config: MatrixConfig, defense) -> dict[str, Any]:
-    kw: dict[str, Any] = {**cell.attack_kwargs, "seed": cell.seed}
-    if cell.eps is not None:
-        kw["eps"] = cell.eps
-    if cell.steps is not None:
-        kw["steps"] = cell.steps
-    if config.io != "memory" and not cell.attack.lower().startswith("ta:"):
-        kw["quantize"] = True
-    if cell.threat == "adaptive" and defense is not None and not defense.deterministic:
-        kw["eot_samples"] = config.eot
-    return kw
+def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool = False, progress: bool = True,
+               store: str | os.PathLike | None = None, echo: Callable[[str], None] | None = None) -> MatrixRun:
+    """Run every cell of ``config`` not yet recorded under ``results`` (all of them with ``force``)."""
+    return _MatrixRunner(config, Path(results), Path(store) if store is not None else checkpoint_store(), force,
+                         progress, echo or (lambda s: None))()
 
 
 def load_cell_record(results: str | os.PathLike, cell: Cell, key: str) -> dict[str, Any] | None:

@@ -27,7 +27,12 @@ from typing import Any, Callable
 import pandas as pd
 from tabulate import tabulate
 
+from ..attacks.io import JPEG75
+from ..leaderboard import attack_title
 from ..matrix import MatrixConfig, run_matrix
+from ..matrix.plan import defense_label
+from ..protocol import CLEAN, Threat, threats_for
+from ..registry import resolve_dataset
 from ..utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,12 @@ log = logging.getLogger(__name__)
 __all__ = ["PaperCell", "PAPER_CELLS", "SEED_ATTACKS", "plan_configs", "compare", "render_comparison",
            "reproduce_seed_cvpr22", "SMOKE"]
 
-#: the seed's attack columns (registry names) and how the paper titles them
-SEED_ATTACKS = {"clean": "no attack", "mifgsm": "M-IFGSM", "sma": "SMA", "lta-star": "LTA*", "lta": "LTA"}
+#: the seed's attack columns (registry names; the paper's titles are the attacks' registry titles)
+SEED_ATTACKS = ("clean", "mifgsm", "sma", "lta-star", "lta")
+#: the title of the clean column in the seed's tables
+CLEAN_TITLE = "no attack"
+#: the paper's datasets; every other dataset (synthreid included) is compared with Market-1501
+PAPER_DATASETS = ("market1501", "dukemtmcreid")
 #: Table 6's resize patterns as test-time defense specs (P1P2P1 is CS itself)
 PATTERN_DEFENSES = {"P1": "cs(sizes=P1)", "P2": "cs(sizes=P2)", "P1P2": "cs(sizes=P1P2)", "P1P2P1 (= CS)": "cs"}
 AT_MODELS = {"mifgsm": "at-mifgsm", "sma": "at-sma", "lta": "at-lta"}
@@ -58,10 +67,14 @@ class PaperCell:
     paper: dict[str, float] = field(default_factory=dict)    # metric -> value (percent)
 
     def threat(self, own_defense: str | None) -> str:
-        if self.column == "clean":
-            return "clean"
-        has_defense = (own_defense not in (None, "none")) or self.defense != "none"
-        return "oblivious" if has_defense else "white-box"
+        """The threat of the seed's protocol: white-box on a bare model, oblivious of CS otherwise."""
+        if self.column == CLEAN:
+            return Threat.CLEAN.value
+        return threats_for(self.column, defense_label(own_defense, self.defense), adaptive=False)[0].value
+
+
+def _column_title(column: str) -> str:
+    return CLEAN_TITLE if column == CLEAN else attack_title(column)
 
 
 def _rm(r1: float, m: float) -> dict[str, float]:
@@ -131,8 +144,11 @@ SMOKE = {"dataset": "synthreid", "synth_size": "tiny", "epochs": 1, "steps": 2}
 
 
 def _paper_dataset(dataset: str) -> str:
-    d = dataset.lower()
-    return "dukemtmcreid" if d.startswith("duke") else "market1501"
+    try:
+        name = resolve_dataset(dataset)[0].name
+    except KeyError:
+        name = dataset
+    return name if name in PAPER_DATASETS else PAPER_DATASETS[0]
 
 
 def cells_for(dataset: str) -> list[PaperCell]:
@@ -150,12 +166,12 @@ def plan_configs(dataset: str, *, data_root: str | None = None, synth_size: str 
     for c in cells_for(dataset):
         for m in c.models:
             atks = need.setdefault((m, c.defense), [])
-            if c.column != "clean" and c.column not in atks:
+            if c.column != CLEAN and c.column not in atks:
                 atks.append(c.column)
     attack_args: dict[str, dict[str, Any]] = {}
     io, ap = "memory", "torchreid"
     if faithful:
-        io, ap = "jpeg75", "market_official"
+        io, ap = JPEG75, "market_official"
         attack_args = {"mifgsm": {"gong_faithful": True}, "lta": {"gong_faithful": True},
                        "lta-star": {"gong_faithful": True}}
     configs = []
@@ -178,18 +194,17 @@ def compare(results: str | os.PathLike, dataset: str, seed: int = 0, faithful: b
     ``results`` made with the same protocol switches; NaN where no record exists yet) and the
     difference."""
     from ..leaderboard import load_records
-    from ..matrix.plan import defense_label
 
     df = load_records(results)
     ap = "market_official" if faithful else "torchreid"
-    df = df[(df["ap_definition"] == ap) & ((df["attack"] == "clean") | (df["io"] == ("jpeg75" if faithful else "memory")))]
+    df = df[(df["ap_definition"] == ap) & ((df["attack"] == CLEAN) | (df["io"] == (JPEG75 if faithful else "memory")))]
     cells = cells_for(dataset)
     own = _own_defenses({m for c in cells for m in c.models})
     rows = []
     for c in cells:
         values: dict[str, list[float]] = {}
         for m in c.models:
-            label = defense_label(own[m], c.defense)
+            label = defense_label(own[m], c.defense).text
             sel = df[(df["model"] == m) & (df["defense"] == label) & (df["attack"] == c.column)
                      & (df["threat"] == c.threat(own[m])) & (df["seed"] == seed)]
             for metric in c.paper:
@@ -199,7 +214,7 @@ def compare(results: str | os.PathLike, dataset: str, seed: int = 0, faithful: b
         for metric, paper in c.paper.items():
             got = values.get(metric, [])
             ours = sum(got) / len(got) if len(got) == len(c.models) else math.nan
-            rows.append({"table": c.table, "row": c.row, "column": SEED_ATTACKS.get(c.column, c.column),
+            rows.append({"table": c.table, "row": c.row, "column": _column_title(c.column),
                          "metric": metric, "rerank": c.rerank, "paper": paper, "reidbench": round(ours, 1),
                          "diff": round(ours - paper, 1)})
     return pd.DataFrame(rows)
@@ -248,8 +263,8 @@ def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1
                            faithful=faithful, adaptive=adaptive, device=device, batch_size=batch_size)
     stages: dict[str, float] = {}
     for i, config in enumerate(configs, 1):
-        echo(f"[{i}/{len(configs)}] {config.models[0]} x {'/'.join(config.defenses)} x "
-             f"{', '.join(config.attacks) or 'clean only'}")
+        echo(f"[{i}/{len(configs)}] {config.models[0]} x {'/'.join(map(str, config.defenses))} x "
+             f"{', '.join(map(str, config.attacks)) or 'clean only'}")
         run = run_matrix(config, results, force=force, progress=progress, store=store)
         for k, v in run.stages.items():
             stages[k] = round(stages.get(k, 0.0) + v, 1)
@@ -257,7 +272,7 @@ def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1
     table = compare(results, dataset, seed, faithful)
     title = (f"Seed CVPR-W 2022 protocol on {dataset}" + (" (smoke settings)" if smoke else "")
              + (", seed-faithful I/O and AP" if faithful else "") + " vs the paper's "
-             + ("Market-1501" if _paper_dataset(dataset) == "market1501" else "DukeMTMC-reID") + " numbers")
+             + ("Market-1501" if _paper_dataset(dataset) == PAPER_DATASETS[0] else "DukeMTMC-reID") + " numbers")
     results = Path(results)
     atomic_write_text(results / "reproduction.md", render_comparison(table, "md", title))
     atomic_write_text(results / "reproduction.csv", render_comparison(table, "csv"))

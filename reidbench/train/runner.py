@@ -33,7 +33,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained`` (real datasets) loads ImageNet
     weights through torchvision (default on for real datasets, off for synthreid)."""
     p = get_preset(preset)
-    arch_name, arch_kwargs, recipe_name = p.resolve(dataset.name, pretrained)
+    arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained)
     if arch:
         arch_name = arch
     arch_name = MODELS.entry(arch_name).name  # canonical spelling in the checkpoint card

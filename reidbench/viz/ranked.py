@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from ..protocol import CLEAN
 from ..data.transforms import to_model_input
 from .common import MATCH, MISMATCH, plt, save_figure, to_hwc
 
@@ -81,7 +82,7 @@ def ranked_lists(model: torch.nn.Module, dataset, queries: Sequence[int], *,
     out = RankedLists(queries, ev.q_pids[qi].tolist(), gallery.images, ev.g_pids.cpu())
     size = tuple(model.input_size)
     clean = to_model_input(select_rows(ev.query_images, queries), size, device)
-    versions = {"clean": clean}
+    versions = {CLEAN: clean}
     for label, imgs in (adversarial or {}).items():
         imgs = imgs.float() / 255 if imgs.dtype == torch.uint8 else imgs.float()
         if len(imgs) == n_q and len(queries) != n_q:
@@ -91,7 +92,7 @@ def ranked_lists(model: torch.nn.Module, dataset, queries: Sequence[int], *,
                              f"({len(queries)}) or one per query of the split ({n_q})")
         versions[label] = to_model_input(imgs, size, device)
     for label, x in versions.items():
-        qf = ev.q_feats[qi] if label == "clean" else _eval_features(eval_model, x)
+        qf = ev.q_feats[qi] if label == CLEAN else _eval_features(eval_model, x)
         idx, match = _topk(qf, ev.g_feats, ev.q_pids[qi], ev.q_camids[qi], ev.g_pids, ev.g_camids, topk)
         out.panels[label] = (x.cpu(), idx.cpu(), match.cpu())
     return out

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..leaderboard.tables import ATTACK_TITLES, build_leaderboard, load_records
+from ..leaderboard.tables import ADAPTIVE, NO_DEFENSE, attack_title, build_leaderboard, load_records
+from ..protocol import CLEAN
 from .common import plt, save_figure
 
 __all__ = ["plot_eps_curves", "plot_heatmap"]
 
 
 def _row_label(model: str, defense: str) -> str:
-    return model if defense == "none" else f"{model} + {defense}"
+    return model if defense == NO_DEFENSE else f"{model} + {defense}"
 
 
 def plot_eps_curves(results: str | os.PathLike, path: str | os.PathLike, *, rerank: bool = False,
@@ -24,7 +25,7 @@ def plot_eps_curves(results: str | os.PathLike, path: str | os.PathLike, *, rera
     clean cell. Needs records of at least one attack at two or more budgets (``--eps`` lists)."""
     df = load_records(results)
     pre = "rr_" if rerank else ""
-    att = df[(df["attack"] != "clean") & df["eps"].notna()]
+    att = df[(df["attack"] != CLEAN) & df["eps"].notna()]
     lines = att.groupby(["model", "defense", "attack", "threat"], sort=False)
     if not any(g["eps"].nunique() > 1 for _, g in lines):
         raise ValueError(f"the records under {results} hold each attack at one budget only: run the matrix with "
@@ -32,12 +33,12 @@ def plot_eps_curves(results: str | os.PathLike, path: str | os.PathLike, *, rera
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 2, figsize=(10, 4))
     for (model, defense, attack, threat), g in lines:
-        clean = df[(df["model"] == model) & (df["defense"] == defense) & (df["attack"] == "clean")]
+        clean = df[(df["model"] == model) & (df["defense"] == defense) & (df["attack"] == CLEAN)]
         pts = g.groupby("eps")[[pre + "mAP", pre + "R1"]].mean().sort_index()
         xs = [0.0] + [e * 255 for e in pts.index]
-        label = f"{_row_label(model, defense)}: {ATTACK_TITLES.get(attack, attack)}" + \
-            (" adapt." if threat == "adaptive" else "")
-        style = "--" if threat == "adaptive" else "-"
+        label = f"{_row_label(model, defense)}: {attack_title(attack)}" + \
+            (" adapt." if threat == ADAPTIVE else "")
+        style = "--" if threat == ADAPTIVE else "-"
         for ax, metric in zip(axes, ("mAP", "R1")):
             c = float(clean[pre + metric].mean()) if len(clean) else np.nan
             ax.plot(xs, [c, *pts[pre + metric].tolist()], style, marker="o", markersize=3, label=label)

@@ -149,3 +149,13 @@ def test_registered_and_built_by_name(tiny_trained):
     atk = build_attack("dmr", tiny_trained[0], eps="16/255", **SMALL)
     assert isinstance(atk, DMR) and "eps=16/255" in repr(atk)
     assert build_attack("deep-mis-ranking", tiny_trained[0], **SMALL).name == "dmr"
+
+
+def test_dmr_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DMR(None, seed=5, ngf=8, ndf=8)
+    assert torch.equal(torch.rand(3), expected)  # the constructor used to reseed torch's global generator
+    a, b = DMR(None, seed=5, ngf=8, ndf=8), DMR(None, seed=5, ngf=8, ndf=8)
+    assert all(torch.equal(p, q) for p, q in zip(a.generator_net.parameters(), b.generator_net.parameters()))

@@ -219,3 +219,25 @@ def test_momentum_variant_defaults():
     m = nn.Linear(1, 1)
     assert MMIFGSM(m).momentum == 1.0 and MIFGSM(m).momentum is None and LTA(m).momentum == 1.0
     assert SMA(m).random_start and not LTA(m).random_start
+
+
+def test_gong_faithful_lta_reaches_the_model_behind_a_test_time_defense(model):
+    """LTA's gong_faithful attacks the non-flipped feature; through a defense's wrapper it must switch
+    the wrapped model's flip-TTA (it used to set an attribute on the wrapper and change nothing)."""
+    from reidbench.defenses import CircuitousScaling, DefendedModel
+
+    seen = []
+    real = type(model).forward
+
+    def spy(self, x):
+        seen.append(self.flip_tta)
+        return real(self, x)
+
+    wrapped = DefendedModel(model, CircuitousScaling(sizes=[[48, 24]], backend="torch"), adaptive=True)
+    assert model.flip_tta is True
+    import unittest.mock as mock
+
+    with mock.patch.object(type(model), "forward", spy):
+        LTA(wrapped, steps=1, gong_faithful=True)(images(2))
+    assert seen and not any(seen)  # every forward pass of the attack ran without flip-TTA
+    assert model.flip_tta is True and wrapped.flip_tta is True  # restored

@@ -133,3 +133,21 @@ def test_pd_presets():
         ProactiveDefense(p_gray=0.9, p_lht=0.5)
     out = ProactiveDefense().train_transform(img(), gen())
     assert out.shape == (3, 64, 32) and 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+@pytest.mark.parametrize("op", ["grayscale", "sketch", "lgt", "lht"])
+def test_image_operations_take_pil_images_and_uint8_arrays_as_the_seed_code(op):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    fn = getattr(pd, op)
+    args = (torch.Generator().manual_seed(0),) if op in ("lgt", "lht") else ()
+    ref = fn(torch.from_numpy(arr).permute(2, 0, 1).float() / 255, *(torch.Generator().manual_seed(0),)
+             if args else ())
+    out_pil = fn(Image.fromarray(arr), *((torch.Generator().manual_seed(0),) if args else ()))
+    out_arr = fn(arr, *((torch.Generator().manual_seed(0),) if args else ()))
+    assert isinstance(out_pil, Image.Image) and out_pil.size == (16, 32)
+    assert isinstance(out_arr, np.ndarray) and out_arr.dtype == np.uint8 and out_arr.shape == arr.shape
+    expect = torch.round(ref * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(out_pil), expect) and np.array_equal(out_arr, expect)
+    with pytest.raises(TypeError, match="PIL image"):
+        fn("not an image", *args)

@@ -81,12 +81,12 @@ def test_every_determining_input_changes_the_key(change):
 def test_attack_args_reach_their_attack_only_and_change_its_key():
     plain = MatrixConfig(models=("baseline",), attacks=("sma", "mifgsm"))
     faithful = dataclasses.replace(plain, attack_args={"mifgsm": {"gong_faithful": True}})
-    before = {c.attack: c for c in plan_cells(plain)}
-    after = {c.attack: c for c in plan_cells(faithful)}
+    before = {c.attack_name: c for c in plan_cells(plain)}
+    after = {c.attack_name: c for c in plan_cells(faithful)}
     assert after["mifgsm"].attack_kwargs == {"gong_faithful": True} and after["sma"].attack_kwargs == {}
     k = dict(checkpoint_sha256="c" * 64, dataset_fingerprint="d" * 64)
     assert cell_key(after["sma"], **k) == cell_key(before["sma"], **k)
     assert cell_key(after["mifgsm"], **k) != cell_key(before["mifgsm"], **k)
-    from reidbench.matrix.runner import _attack_kwargs
+    from reidbench.matrix.runner import cell_extra
 
-    assert _attack_kwargs(after["mifgsm"], faithful, None)["gong_faithful"] is True
+    assert cell_extra(after["mifgsm"], faithful, None)["attack"]["gong_faithful"] is True

@@ -1,0 +1,38 @@
+"""The committed synthreid board keeps its record keys: every record's key is recomputed from what
+the record holds through today's planning code (specs, protocol, cell_extra). A change to how names,
+threats or attack arguments are resolved that would silently orphan the board fails here."""
+
+from pathlib import Path
+
+import pytest
+
+from reidbench.matrix import MatrixConfig, cell_key, iter_records, plan_cells
+from reidbench.matrix.runner import cell_extra
+
+BOARD = Path(__file__).resolve().parents[2] / "leaderboards" / "synthreid"
+
+
+def _config(matrix: dict) -> MatrixConfig:
+    kw = dict(matrix)
+    for k in ("models", "attacks", "defenses", "eps", "seeds"):
+        kw[k] = tuple(kw[k])
+    return MatrixConfig(**kw)
+
+
+@pytest.mark.skipif(not (BOARD / "records").is_dir(), reason="no committed board in this checkout")
+def test_every_committed_record_key_is_recomputed_by_the_current_code():
+    records = list(iter_records(BOARD))
+    assert len(records) >= 40
+    for rec in records:
+        config = _config(rec["config"]["matrix"])
+        cells = {c.slug(): c for c in plan_cells(config)}
+        cell = cells[rec["slug"]]  # today's plan still has this cell, under the same slug
+        assert cell.spec() == rec["cell"]
+        generator = None
+        if rec["config"].get("surrogate"):
+            generator = (rec["config"]["attack_hyperparameters"], rec["config"]["surrogate"])
+        extra = cell_extra(cell, config, rec["config"]["defense"], generator)
+        key = cell_key(cell, checkpoint_sha256=rec["config"]["model"]["sha256"],
+                       dataset_fingerprint=rec["config"]["dataset"]["fingerprint"], extra=extra,
+                       version=rec["provenance"]["reidbench_version"])
+        assert key == rec["key"], rec["slug"]
