@@ -361,7 +361,7 @@ def _viz_queries(args: argparse.Namespace, n: int) -> list[int]:
 def _viz_adversarial(args, model, device, queries, defense, evalset) -> dict:
     """label -> adversarial images of the selected queries: from --adv files, and by running each --attack."""
     from .attacks import load_adversarial
-    from .protocol import Threat, attack_kwargs, prepare_attack
+    from .protocol import attack_kwargs, prepare_attack, threat_of
     from .viz import attack_selected_queries
 
     out = {}
@@ -374,7 +374,7 @@ def _viz_adversarial(args, model, device, queries, defense, evalset) -> dict:
     for name in args.attack or []:
         spec = _attack_spec(args, name)
         adaptive = bool(getattr(args, "adaptive", False)) and defense is not None
-        threat = Threat.ADAPTIVE if adaptive else (Threat.WHITE_BOX if defense is None else Threat.OBLIVIOUS)
+        threat = threat_of(defense is not None, adaptive)
         kw = attack_kwargs(spec, threat, defense, **_attack_kwargs(args))
         prepared = prepare_attack(model, spec, defense, threat, evalset, kwargs=kw)
         label = prepared.attack.name + (" adaptive" if adaptive else "")
@@ -470,7 +470,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .attacks import save_adversarial
     from .attacks.evaluate import evaluate_attack, prepare_evalset
     from .defenses import DefendedModel
-    from .protocol import Threat, attack_kwargs, prepare_attack
+    from .protocol import Threat, attack_kwargs, prepare_attack, threat_of
 
     spec = _attack_spec(args).validate()
     kw = _attack_kwargs(args)  # a bad --eps fails before the model is loaded
@@ -487,7 +487,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     defense_spec = _test_defense_spec(args, card)
     if args.adaptive and defense_spec.is_none:
         raise CLIError("--adaptive attacks through a test-time defense: give --defense NAME (or a preset that has one)")
-    threat = Threat.ADAPTIVE if args.adaptive else (Threat.WHITE_BOX if defense_spec.is_none else Threat.OBLIVIOUS)
+    threat = threat_of(not defense_spec.is_none, args.adaptive)
     defense = defense_spec.build()
     kw = attack_kwargs(spec, threat, defense_spec, io=io, eot=args.eot, **kw)
     evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense,

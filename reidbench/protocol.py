@@ -22,7 +22,6 @@ once:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,8 +38,8 @@ from .registry import AttackSpec, DefenseSpec, parse_attack, parse_defense
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Threat", "CLEAN", "threats_for", "attack_kwargs", "make_attack", "prepare_attack", "PreparedAttack",
-           "Surrogate", "fitted_generator", "generator_config"]
+__all__ = ["Threat", "CLEAN", "threat_of", "threats_for", "attack_kwargs", "make_attack", "prepare_attack",
+           "PreparedAttack", "Surrogate", "fitted_generator", "generator_config", "generator_info"]
 
 
 class Threat(str, Enum):
@@ -60,14 +59,23 @@ class Threat(str, Enum):
 CLEAN = Threat.CLEAN.value
 
 
+def threat_of(defended: bool, adaptive: bool) -> Threat:
+    """The threat of one gradient attack: white-box on a bare model; on a defended one, adaptive
+    (through the defense) or oblivious of it."""
+    if not defended:
+        return Threat.WHITE_BOX
+    return Threat.ADAPTIVE if adaptive else Threat.OBLIVIOUS
+
+
 def threats_for(attack: AttackSpec | str, defense: DefenseSpec | str | None, adaptive: bool = True) -> tuple[Threat, ...]:
-    """The threats under which ``attack`` meets a row whose test-time defense is ``defense``."""
+    """The threats under which ``attack`` meets a row whose test-time defense is ``defense`` (the
+    matrix runs the oblivious and the adaptive twin of each attack on a defended row)."""
     attack, defense = parse_attack(attack), parse_defense(defense)
     if attack.is_transfer:
         return (Threat.TRANSFER,)
-    if defense.is_none:
-        return (Threat.WHITE_BOX,)
-    return (Threat.OBLIVIOUS, Threat.ADAPTIVE) if adaptive else (Threat.OBLIVIOUS,)
+    if defense.is_none or not adaptive:
+        return (threat_of(not defense.is_none, False),)
+    return (Threat.OBLIVIOUS, Threat.ADAPTIVE)
 
 
 def _randomised(defense) -> bool:
@@ -135,14 +143,11 @@ class Surrogate:
 
 @dataclass
 class PreparedAttack:
-    """A ready attack, the context its threat model grants, and what determined it."""
+    """A ready attack and the context its threat model grants."""
 
     attack: Any
     context: Any
-    spec: AttackSpec
-    threat: Threat
-    kwargs: dict[str, Any]
-    generator: dict[str, Any] | None = None  # transfer: surrogate and generator provenance
+    generator: dict[str, Any] | None = None  # transfer: the generator's provenance (generator_info)
 
 
 def prepare_attack(model: nn.Module, attack: AttackSpec | str, defense, threat: Threat | str, evalset, *,
@@ -160,15 +165,14 @@ def prepare_attack(model: nn.Module, attack: AttackSpec | str, defense, threat: 
             if surrogate is None:
                 raise ValueError(f"{spec.text} is fitted on a surrogate: give surrogate=Surrogate(checkpoint, dataset)")
             fitted = fitted_generator(spec, surrogate, eps=kwargs.get("eps"), seed=int(kwargs.get("seed", 0)))
-        atk, path = fitted
-        info = {"generator_sha256": atk.card["sha256"], "generator": str(path)}
-        return PreparedAttack(atk, evalset.context(), spec, threat, atk.hyperparameters(), info)
+        return PreparedAttack(fitted[0], evalset.context(), generator_info(*fitted))
     atk = make_attack(model, spec, defense, threat, kwargs)
-    return PreparedAttack(atk, evalset.context(adaptive=threat is Threat.ADAPTIVE), spec, threat, kwargs)
+    return PreparedAttack(atk, evalset.context(adaptive=threat is Threat.ADAPTIVE))
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+def generator_info(attack, path: str | os.PathLike) -> dict[str, Any]:
+    """Provenance of a fitted generator: its weights' SHA-256 and its file."""
+    return {"generator_sha256": attack.card["sha256"], "generator": str(path)}
 
 
 def generator_config(attack: AttackSpec | str, dataset, *, eps: float | None = None, seed: int = 0,
@@ -195,7 +199,7 @@ def fitted_generator(attack: AttackSpec | str, surrogate: Surrogate, *, eps: flo
     ``(attack, generator path)``; no model selection on the test set."""
     from .data import load_images
     from .models import load_checkpoint
-    from .store import checkpoint_store, produce_once
+    from .store import checkpoint_store, content_key, produce_once
 
     spec = parse_attack(attack)
     cls = spec.entry.obj
@@ -203,7 +207,7 @@ def fitted_generator(attack: AttackSpec | str, surrogate: Surrogate, *, eps: flo
     store = Path(surrogate.store) if surrogate.store is not None else checkpoint_store()
     card = json.loads(Path(surrogate.checkpoint).with_suffix(".json").read_text())
     probe = cls(None, **generator_config(spec, dataset, eps=eps, seed=seed, overrides=surrogate.overrides))
-    key = _hash({"surrogate": card["sha256"], "dataset": dataset.fingerprint(), "attack": probe.hyperparameters(),
+    key = content_key({"surrogate": card["sha256"], "dataset": dataset.fingerprint(), "attack": probe.hyperparameters(),
                  "reidbench": __version__})
     path = store / spec.name / f"{spec.name}-{card.get('preset', 'model')}-{key[:12]}" / "generator.pt"
 

@@ -21,7 +21,6 @@ import difflib
 import importlib
 import inspect
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from fractions import Fraction
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
-
-log = logging.getLogger(__name__)
 
 __all__ = ["Registry", "RegistryEntry", "UnknownNameError", "ATTACKS", "DEFENSES", "MODELS", "ARCHITECTURES",
            "DATASETS", "Spec", "AttackSpec", "DefenseSpec", "parse_spec", "split_specs", "parse_attack",
@@ -213,9 +210,8 @@ def format_eps(v: float) -> str:
 
 
 # ------------------------------------------------------------------------------- the spec grammar
-def split_specs(text: str) -> list[str]:
-    """Split a comma-separated list of specs, keeping commas inside parentheses:
-    ``"cs(sizes=P1),jpeg(quality=50, x=1)"`` -> ``["cs(sizes=P1)", "jpeg(quality=50, x=1)"]``."""
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` outside parentheses (pieces stripped, empty ones kept)."""
     out, depth, cur = [], 0, []
     for ch in text:
         if ch == "(":
@@ -224,7 +220,7 @@ def split_specs(text: str) -> list[str]:
             depth -= 1
             if depth < 0:
                 raise ValueError(f"unbalanced ')' in {text!r}")
-        if ch == "," and depth == 0:
+        if ch == sep and depth == 0:
             out.append("".join(cur).strip())
             cur = []
         else:
@@ -232,7 +228,13 @@ def split_specs(text: str) -> list[str]:
     if depth:
         raise ValueError(f"unbalanced '(' in {text!r}")
     out.append("".join(cur).strip())
-    return [p for p in out if p]
+    return out
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses:
+    ``"cs(sizes=P1),jpeg(quality=50, x=1)"`` -> ``["cs(sizes=P1)", "jpeg(quality=50, x=1)"]``."""
+    return [p for p in _split_top_level(text, ",") if p]
 
 
 def parse_value(raw: str) -> Any:
@@ -311,6 +313,18 @@ class Spec:
     def attr(self, key: str, default: Any = None) -> Any:
         return self.entry.attr(key, default)
 
+    def _error(self, problem: str) -> ValueError:
+        return ValueError(f"{self.registry.kind} {self.text!r}: {problem}; it accepts "
+                          f"{', '.join(self.entry.defaults) or 'no arguments'}")
+
+    def construct(self, *args: Any, **kwargs: Any) -> Any:
+        """The entry built with ``args``, the spec's arguments and ``kwargs`` (which win); a
+        constructor that refuses them is a ValueError that lists what it accepts."""
+        try:
+            return self.entry.obj(*args, **{**self.kwargs, **kwargs})
+        except TypeError as e:
+            raise self._error(str(e)) from None
+
     def validate(self) -> "Spec":
         """Check that the entry's constructor takes these arguments (without building it)."""
         obj = self.entry.obj
@@ -325,8 +339,7 @@ class Spec:
             return self
         unknown = sorted(set(self.kwargs) - {p.name for p in params})
         if unknown:
-            raise ValueError(f"{self.registry.kind} {self.text!r}: no argument {', '.join(map(repr, unknown))}; it "
-                             f"accepts {', '.join(self.entry.defaults) or 'no arguments'}")
+            raise self._error(f"no argument {', '.join(map(repr, unknown))}")
         return self
 
     def with_kwargs(self, **kwargs: Any) -> "Spec":
@@ -378,15 +391,11 @@ class AttackSpec(Spec):
     @property
     def default_eps(self) -> float | None:
         eps = self.kwargs.get("eps", self.entry.defaults.get("eps"))
-        return None if eps is None else float(Fraction(eps)) if isinstance(eps, str) else float(eps)
+        return None if eps is None else float(Fraction(eps))  # a float, or a text such as "5/255"
 
     def build(self, model: Any, **kwargs: Any) -> Any:
         """The attack on ``model``: the spec's arguments, then ``kwargs`` (which win)."""
-        try:
-            return self.entry.obj(model, **{**self.kwargs, **kwargs})
-        except TypeError as e:
-            raise ValueError(f"attack {self.text!r}: {e}; it accepts "
-                             f"{', '.join(self.entry.defaults) or 'no arguments'}") from None
+        return self.construct(model, **kwargs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -422,13 +431,7 @@ class DefenseSpec:
         """The :class:`~reidbench.defenses.Defense` (a composition for several parts); None for none."""
         if not self.parts:
             return None
-        built = []
-        for p in self.parts:
-            try:
-                built.append(p.entry.obj(**p.kwargs))
-            except TypeError as e:
-                raise ValueError(f"defense {p.text!r}: {e}; it accepts "
-                                 f"{', '.join(p.entry.defaults) or 'no arguments'}") from None
+        built = [p.construct() for p in self.parts]
         if len(built) == 1:
             return built[0]
         if DEFENSES.compose is None:
@@ -464,7 +467,9 @@ def parse_attack(text: "str | AttackSpec", **kwargs: Any) -> AttackSpec:
 
 
 def attack_suite() -> tuple[AttackSpec, ...]:
-    """``--attacks all``: the attacks that declare ``in_all``, in board order."""
+    """``--attacks all``: the attacks that declare ``in_all``, in board order (plugins included)."""
+    if not _builtins_loaded:
+        load_builtins()
     entries = [e for e in ATTACKS.entries() if e.attr("in_all", False)]
     entries.sort(key=lambda e: (e.attr("order", 100), e.name))
     return tuple(AttackSpec(e.name, {}, ATTACKS) for e in entries)
@@ -501,19 +506,10 @@ def parse_defense(text: "str | DefenseSpec | None") -> DefenseSpec:
 
 
 def _split_plus(text: str) -> list[str]:
-    out, depth, cur = [], 0, []
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "+" and depth == 0:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    if any(not p.strip() for p in out):
+    out = _split_top_level(text, "+")
+    if not all(out):
         raise ValueError(f"cannot read {text!r}: expected NAME or NAME+NAME, each optionally NAME(key=value, ...)")
-    return [p.strip() for p in out]
+    return out
 
 
 def parse_defenses(text: "str | list[str] | tuple") -> tuple[DefenseSpec, ...]:
@@ -541,8 +537,6 @@ def resolve_dataset(name: str) -> tuple[RegistryEntry, str | None]:
 PLUGINS_ENV = "REIDBENCH_PLUGINS"
 _loaded_plugins: set[str] = set()
 _builtins_loaded = False
-
-
 
 
 def load_plugins(group: str = "reidbench.plugins") -> list[str]:

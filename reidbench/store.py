@@ -3,16 +3,23 @@ exclusive claims so that two processes never produce the same file at once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["checkpoint_store", "CellClaim", "produce_once"]
+__all__ = ["checkpoint_store", "content_key", "CellClaim", "produce_once"]
+
+
+def content_key(obj: Any) -> str:
+    """SHA-256 of ``obj`` as canonical JSON: the key of a stored checkpoint or generator."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def checkpoint_store() -> Path:

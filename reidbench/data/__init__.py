@@ -37,7 +37,7 @@ def load_dataset(name: str = "synthreid", root: str | os.PathLike | None = None,
     cls = entry.obj
     if cls.synthetic:
         if variant is not None:
-            kwargs.setdefault("size", variant)
+            kwargs["size"] = variant  # a size given in the name (a card's ``synthreid-large``) wins
         return cls(root, **kwargs)
     if root is None:
         raise ValueError(
@@ -51,7 +51,5 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, *, size: str 
                  progress: bool = True) -> ReIDDataset:
     """What the commands call: ``size`` and ``progress`` reach a synthetic dataset (a size given
     in the name, ``synthreid-large``, wins), a real one ignores them."""
-    entry, variant = resolve_dataset(name)
-    if entry.obj.synthetic:
-        return load_dataset(entry.name, root, size=variant or size, progress=progress)
-    return load_dataset(entry.name, root)
+    synthetic = resolve_dataset(name)[0].obj.synthetic
+    return load_dataset(name, root, **({"size": size, "progress": progress} if synthetic else {}))

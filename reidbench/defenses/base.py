@@ -144,9 +144,9 @@ class DefendedModel(nn.Module):
 
     def __init__(self, model: nn.Module, defense: Defense, adaptive: bool = False) -> None:
         super().__init__()
-        self.model = model
-        self.defense = defense
+        self.defense = defense  # the wrapper's own attributes first: later writes fall through to the model
         self.adaptive = adaptive
+        self.model = model
         self.train(model.training)  # mirror the wrapped model's mode (a new Module starts in train mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,18 +157,18 @@ class DefendedModel(nn.Module):
         t = self.defense.attack_transform if self.adaptive else self.defense.test_transform
         return self.model.logits(t(x))
 
-    @property
-    def flip_tta(self):
-        """The wrapped model's flip-TTA switch, read and set through the wrapper (an attack that
-        switches it, as LTA's ``gong_faithful``, reaches the model behind the defense)."""
-        return getattr(self._modules["model"], "flip_tta", None)
-
-    @flip_tta.setter
-    def flip_tta(self, value) -> None:
-        self._modules["model"].flip_tta = value
-
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
         except AttributeError:
             return getattr(self._modules["model"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        # writes fall through like reads: an attribute of the wrapped model (flip_tta, switched by
+        # LTA's gong_faithful) is set on it, not shadowed on the wrapper
+        inner = self.__dict__.get("_modules", {}).get("model")
+        if inner is not None and name not in self.__dict__ and not hasattr(type(self), name) \
+                and not isinstance(value, (nn.Module, nn.Parameter)) and hasattr(inner, name):
+            setattr(inner, name, value)
+        else:
+            super().__setattr__(name, value)

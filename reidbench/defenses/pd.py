@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from ..data.transforms import to_uint8
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -38,24 +40,16 @@ def _accept(x):
     and a function that gives the result back in the input's kind."""
     if isinstance(x, torch.Tensor):
         if x.dtype == torch.uint8:
-            return x.float() / 255, lambda y: torch.round(y * 255).clamp(0, 255).to(torch.uint8)
+            return x.float() / 255, lambda y: to_uint8(y).to(x.device)
         return x, lambda y: y
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        Image = None
-    if Image is not None and isinstance(x, Image.Image):
-        arr = np.asarray(x.convert("RGB"))
-        return (torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255,
-                lambda y: Image.fromarray(torch.round(y * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()))
-    if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[-1] == 3:
-        scale = 255 if x.dtype == np.uint8 else 1
-        back_dtype = x.dtype
-        return (torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float() / scale,
-                lambda y: (torch.round(y * 255).clamp(0, 255) if scale == 255 else y).permute(1, 2, 0).numpy()
-                .astype(back_dtype))
+    if isinstance(x, Image.Image):
+        x = np.asarray(x.convert("RGB"))
+        return _accept(x)[0], lambda y: Image.fromarray(to_uint8(y).permute(1, 2, 0).numpy())
+    if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[-1] == 3 and x.dtype == np.uint8:
+        return (torch.from_numpy(np.array(x)).permute(2, 0, 1).float() / 255,
+                lambda y: to_uint8(y).permute(1, 2, 0).numpy())
     raise TypeError(f"expected an image: a float tensor in [0, 1] of shape (3, H, W) or (N, 3, H, W), a uint8 "
-                    f"tensor, a PIL image or an (H, W, 3) array; got {type(x).__name__}")
+                    f"tensor, a PIL image or a uint8 (H, W, 3) array; got {type(x).__name__}")
 
 
 def grayscale(x: torch.Tensor, quantize: bool = False) -> torch.Tensor:

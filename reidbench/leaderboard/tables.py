@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..matrix.records import METRIC_KEYS, decode_hits, iter_records
 from ..protocol import CLEAN, Threat
-from ..registry import ATTACKS, AttackSpec, DefenseSpec, UnknownNameError, format_eps, load_builtins, parse_defense
+from ..registry import ATTACKS, AttackSpec, DefenseSpec, UnknownNameError, format_eps, parse_defense
 
 __all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
            "render_html", "attack_title", "FLAG_HELP"]
@@ -73,7 +73,6 @@ def _randomised(defense: str) -> bool:
 
 def load_records(results: str | os.PathLike) -> pd.DataFrame:
     """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays."""
-    load_builtins()  # titles and properties of every registered attack and defense, plugins included
     rows = []
     for rec in iter_records(results):
         cell, pq = rec["cell"], rec.get("per_query") or {}

@@ -7,10 +7,10 @@ from .plan import Cell, MatrixConfig, cell_key, defense_label, plan_cells, resol
 from .records import (CellClaim, RecordError, decode_hits, encode_hits, iter_records, read_record, record_path,
                       write_record)
 from ..store import checkpoint_store
-from .runner import MatrixRun, ensure_checkpoint, fitted_dmr, run_matrix
+from .runner import MatrixRun, cell_extra, ensure_checkpoint, run_matrix
 
 __all__ = ["MatrixConfig", "Cell", "plan_cells", "cell_key", "defense_label", "resolve_attacks", "ALL_ATTACKS",
-           "run_matrix", "MatrixRun", "ensure_checkpoint", "fitted_dmr", "checkpoint_store",
+           "run_matrix", "MatrixRun", "ensure_checkpoint", "cell_extra", "checkpoint_store",
            "CellClaim", "RecordError", "encode_hits", "decode_hits", "iter_records", "read_record", "record_path",
            "write_record"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..protocol import CLEAN, Threat, threats_for
-from ..registry import (AttackSpec, DefenseSpec, attack_suite, format_eps, load_builtins, parse_attack, parse_attacks,
+from ..registry import (AttackSpec, DefenseSpec, attack_suite, format_eps, parse_attack, parse_attacks,
                         parse_defense, parse_defenses, resolve_dataset)
 
 __all__ = ["MatrixConfig", "Cell", "plan_cells", "cell_key", "resolve_attacks", "THREATS", "defense_label"]
@@ -28,7 +28,6 @@ THREATS = tuple(t.value for t in Threat if t is not Threat.CLEAN)
 
 def __getattr__(name: str):
     if name == "ALL_ATTACKS":  # ``--attacks all``, derived from the registry (attacks declaring in_all)
-        load_builtins()
         return tuple(s.text for s in attack_suite())
     raise AttributeError(name)
 
@@ -36,8 +35,8 @@ def __getattr__(name: str):
 @dataclass(frozen=True)
 class MatrixConfig:
     """Everything ``reidbench matrix`` resolves from its options. Names are parsed here, once, into
-    registry specs: ``attacks`` (``"all"`` expands), ``defenses`` (``"none"`` is always the first
-    row), ``models`` and ``dataset`` (canonical registry names)."""
+    registry specs: ``attacks`` (``"all"`` expands), ``defenses`` (``"none"``: the model as its
+    preset defines it), ``models`` and ``dataset`` (canonical registry names)."""
 
     models: tuple[str, ...] = ("baseline", "jad")
     attacks: tuple[AttackSpec, ...] = ("all",)  # type: ignore[assignment]
@@ -65,10 +64,9 @@ class MatrixConfig:
     def __post_init__(self) -> None:
         from ..models import get_preset
 
-        load_builtins()
         args = {parse_attack(k).name: v for k, v in self.attack_args.items()}
         attacks = tuple(s.with_kwargs(**args[s.name]) if s.name in args else s for s in parse_attacks(list(self.attacks)))
-        defenses = tuple(dict.fromkeys((DefenseSpec(), *parse_defenses(list(self.defenses)))))
+        defenses = parse_defenses(list(self.defenses))
         set_ = object.__setattr__
         set_(self, "attacks", attacks)
         set_(self, "defenses", defenses)
@@ -78,10 +76,6 @@ class MatrixConfig:
         except KeyError:
             pass  # run_matrix fails on it when it opens the dataset, with the registry's suggestion
         set_(self, "attack_args", args)
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(resolve_dataset(self.dataset)[0].attr("synthetic", False))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -162,7 +156,6 @@ def defense_label(preset_defense: str | DefenseSpec | None, extra: str | Defense
 def resolve_attacks(names) -> tuple[AttackSpec, ...]:
     """Attack specs from names (``all`` expands; aliases resolve; unknown names: a KeyError with a
     suggestion). A spec equals its canonical text."""
-    load_builtins()
     return parse_attacks(list(names) if not isinstance(names, str) else names)
 
 

@@ -8,7 +8,6 @@ keep two concurrent runs from computing the same cell or training the same model
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,18 +20,14 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..protocol import Surrogate, Threat, attack_kwargs, fitted_generator, prepare_attack
-from ..store import CellClaim, checkpoint_store, produce_once
+from ..protocol import Surrogate, Threat, attack_kwargs, fitted_generator, generator_info, prepare_attack
+from ..store import CellClaim, checkpoint_store, content_key, produce_once
 from .plan import Cell, MatrixConfig, cell_key, plan_cells
 from .records import RECORD_FORMAT, encode_hits, git_sha, provenance, read_record, record_path, write_record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_store", "fitted_dmr", "cell_extra"]
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_store", "cell_extra"]
 
 
 @dataclass
@@ -60,7 +55,7 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
     p = training_preset(preset)  # jad trains nothing of its own: it is pd's weights + CS
     if p.name != get_preset(preset).name:
         log.info("%s uses the weights of %s (it adds a test-time defense only)", preset, p.name)
-    key = _hash({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
+    key = content_key({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
                  "reidbench": __version__})
     out = store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}"
     ckpt = out / "model.pt"
@@ -75,16 +70,6 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
     produce_once(ckpt, store, "train-" + key, f"training {p.name}", train)
     card = json.loads(ckpt.with_suffix(".json").read_text())
     return ckpt, card
-
-
-def fitted_dmr(surrogate_ckpt: str | os.PathLike, dataset, *, eps: float | None = None, seed: int = 0,
-               device: str = "cpu", store: str | os.PathLike | None = None, progress: bool = True,
-               overrides: dict[str, Any] | None = None, run: MatrixRun | None = None):
-    """DMR fitted on ``surrogate_ckpt`` (:func:`reidbench.protocol.fitted_generator` for ``dmr``).
-    Returns ``(attack, generator path)``."""
-    on_fit = (lambda s: run.add_time("fit DMR", s)) if run is not None else None
-    return fitted_generator("dmr", Surrogate(surrogate_ckpt, dataset, device, store, progress, dict(overrides or {}),
-                                             on_fit), eps=eps, seed=seed)
 
 
 def _metrics(res: dict) -> dict[str, float]:
@@ -136,8 +121,6 @@ class _Row:
     """What every cell of a row (seed, model, test-time defense) shares once computed."""
 
     model: Any
-    card: dict[str, Any]
-    checkpoint: Path
     defense: Any
     evalset: Any
     eval_model: Any
@@ -193,8 +176,7 @@ class _MatrixRunner:
             atk, path = fitted_generator(cell.attack, Surrogate(sur_ckpt, self.dataset, c.device, self.store,
                                                                 self.progress, overrides, on_fit),
                                          eps=cell.eps, seed=cell.seed)
-            info = {"surrogate_preset": c.surrogate, "surrogate_sha256": sur_card["sha256"],
-                    "generator_sha256": atk.card["sha256"], "generator": str(path)}
+            info = {"surrogate_preset": c.surrogate, "surrogate_sha256": sur_card["sha256"], **generator_info(atk, path)}
             self.generators[gkey] = (atk, path, info)
         return self.generators[gkey]
 
@@ -234,7 +216,7 @@ class _MatrixRunner:
                               "root": str(self.dataset.root), "queries": len(evalset.q_pids),
                               "gallery": len(evalset.g_pids)},
                   "defense": defense.describe() if defense is not None else None, "matrix": c.to_dict()}
-        return _Row(model, card, ckpt, defense, evalset, eval_model, clean, common)
+        return _Row(model, defense, evalset, eval_model, clean, common)
 
     def run_cell(self, item: _Planned, row: _Row) -> dict[str, Any]:
         """Attack (unless clean), evaluate, and return the record."""

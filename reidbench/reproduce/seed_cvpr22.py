@@ -37,11 +37,9 @@ from ..utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PaperCell", "PAPER_CELLS", "SEED_ATTACKS", "plan_configs", "compare", "render_comparison",
+__all__ = ["PaperCell", "PAPER_CELLS", "plan_configs", "compare", "render_comparison",
            "reproduce_seed_cvpr22", "SMOKE"]
 
-#: the seed's attack columns (registry names; the paper's titles are the attacks' registry titles)
-SEED_ATTACKS = ("clean", "mifgsm", "sma", "lta-star", "lta")
 #: the title of the clean column in the seed's tables
 CLEAN_TITLE = "no attack"
 #: the paper's datasets; every other dataset (synthreid included) is compared with Market-1501
