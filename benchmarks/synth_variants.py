@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 import reidbench.data.synthreid as S
+from reidbench.data.synthreid import appearance, rendering
 
 VARIANTS = ("v1", "camera", "resolution", "dense")
 
@@ -42,21 +43,21 @@ VARIANTS = ("v1", "camera", "resolution", "dense")
 def _patch(variant: str) -> None:
     if variant == "v1":
         return
-    v1_camera, v1_identity = S.camera_params, S.identity_params
+    v1_camera, v1_identity = appearance.camera_params, appearance.identity_params
 
     def camera_params(seed: int, cam: int) -> dict:
         p = v1_camera(seed, cam)
-        r = S._rng(seed, 9, cam)
+        r = appearance._rng(seed, 9, cam)
         p["noise"] = r.uniform(4, 10) / 255
         p["jpeg"] = int(r.integers(35, 66))
         p["blur"] = r.uniform(0.4, 1.2)
         return p
 
-    palette = np.array(list(S._CLOTH.values()), np.float32)
+    palette = np.array(list(appearance._CLOTH.values()), np.float32)
 
     def identity_params(seed: int, pid: int) -> dict:
         p = v1_identity(seed, pid)
-        r = S._rng(seed, 10, pid)
+        r = appearance._rng(seed, 10, pid)
         for k in ("top", "top2", "bottom", "bottom2", "inner", "bag_color", "logo_color", "shoes", "cap", "print_color"):
             near = palette[np.argmin(((palette - p[k]) ** 2).sum(1))]
             p[k] = (near + 0.3 * (p[k] - near)).astype(np.float32)
@@ -70,7 +71,7 @@ def _patch(variant: str) -> None:
             p["back_print"] = False
         return p
 
-    v1_apply = S.apply_camera
+    v1_apply = rendering.apply_camera
 
     def apply_camera(img: np.ndarray, cam: dict, r: np.random.Generator) -> Image.Image:
         s = math.exp(r.uniform(math.log(0.45), 0.0))  # capture resolution, as a share of 128x64
@@ -80,11 +81,12 @@ def _patch(variant: str) -> None:
         pil = v1_apply(small, dict(cam, blur=cam["blur"] * s), r)  # the optics scale with the capture
         return pil if (h, w) == (S.H, S.W) else pil.resize((S.W, S.H), Image.BICUBIC)
 
-    S.camera_params = camera_params
+    # the generator looks these up in their modules when it renders (data/synthreid/layout.py)
+    appearance.camera_params = camera_params
     if variant == "dense":
-        S.identity_params = identity_params
+        appearance.identity_params = identity_params
     if variant == "resolution":
-        S.apply_camera = apply_camera
+        rendering.apply_camera = apply_camera
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ def make_attack(model: nn.Module, attack: AttackSpec | str, defense, threat: Thr
                 kwargs: dict[str, Any] | None = None):
     """The attack object: built on the bare model (white-box, oblivious) or on the model behind the
     defense's attack transform (adaptive). ``defense``: the built test-time defense (or None)."""
-    from .defenses.base import DefendedModel
+    from .models.defended import DefendedModel
 
     attack = parse_attack(attack)
     threat = Threat(threat)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "RegistryEntry", "UnknownNameError", "ATTACKS", "DEFENSES", "MODELS", "ARCHITECTURES",
+__all__ = ["Registry", "RegistryEntry", "UnknownNameError", "ATTACKS", "DEFENSES", "MODELS", "ARCHITECTURES", "REPRODUCTIONS",
            "DATASETS", "Spec", "AttackSpec", "DefenseSpec", "parse_spec", "split_specs", "parse_attack",
            "parse_attacks", "parse_defense", "parse_defenses", "attack_suite", "resolve_dataset", "load_plugins",
            "PLUGINS_ENV", "format_eps", "same_name"]
@@ -196,6 +196,9 @@ MODELS: Registry[Any] = Registry("model")
 #: network architectures (``ft_net``, ``resnet-small``, ...): what a preset or ``--arch`` names
 ARCHITECTURES: Registry[Any] = Registry("architecture")
 DATASETS: Registry[Any] = Registry("dataset")
+#: paper reproductions (``reidbench reproduce NAME``): a runner that plans the paper's protocol as
+#: matrix cells and returns reidbench's numbers next to the paper's
+REPRODUCTIONS: Registry[Any] = Registry("reproduction")
 
 
 def same_name(a: str, b: str) -> bool:
@@ -427,6 +430,16 @@ class DefenseSpec:
     def __add__(self, other: "DefenseSpec") -> "DefenseSpec":
         return DefenseSpec(self.parts + other.parts)
 
+    def with_kwargs(self, **kwargs: Any) -> "DefenseSpec":
+        """The same defense with ``kwargs`` added to its arguments (a single defense only: a
+        composition's arguments are written per part, ``cs+jpeg(quality=50)``)."""
+        if not kwargs:
+            return self
+        if len(self.parts) != 1:
+            raise ValueError(f"keyword arguments apply to a single defense, not to {self.text!r}; write "
+                             "them in the name, e.g. 'cs+jpeg(quality=50)'")
+        return DefenseSpec((self.parts[0].with_kwargs(**kwargs),))
+
     def build(self) -> Any:
         """The :class:`~reidbench.defenses.Defense` (a composition for several parts); None for none."""
         if not self.parts:
@@ -580,6 +593,6 @@ def load_builtins() -> None:
     plugins: after this call every name a user may give is registered."""
     global _builtins_loaded
     _builtins_loaded = True
-    for mod in ("reidbench.data", "reidbench.models", "reidbench.attacks", "reidbench.defenses"):
+    for mod in ("reidbench.data", "reidbench.models", "reidbench.attacks", "reidbench.defenses", "reidbench.reproduce"):
         importlib.import_module(mod)
     load_plugins()

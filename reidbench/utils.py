@@ -15,7 +15,7 @@ import torch
 
 from .registry import parse_spec, split_specs  # noqa: F401  (the spec grammar lives in the registry)
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "seed_everything", "parse_fraction",
+__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "model_mode", "seed_everything", "parse_fraction",
            "parse_spec", "split_specs"]
 
 
@@ -44,6 +44,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+@contextmanager
+def model_mode(model: torch.nn.Module, training: bool = False, frozen: bool = False) -> Iterator[torch.nn.Module]:
+    """Run ``model`` in eval mode (``training=True``: train mode) and, with ``frozen``, with its
+    parameters' ``requires_grad`` off; both are restored on exit, whatever happens inside."""
+    was = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()] if frozen else []
+    model.train(training)
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was)
 
 
 def seed_everything(seed: int) -> None:

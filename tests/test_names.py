@@ -11,20 +11,20 @@ from pathlib import Path
 
 import reidbench
 from reidbench.protocol import Threat
-from reidbench.registry import ARCHITECTURES, ATTACKS, DATASETS, DEFENSES, MODELS, load_builtins
+from reidbench.registry import ARCHITECTURES, ATTACKS, DATASETS, DEFENSES, MODELS, REPRODUCTIONS, load_builtins
 
 PACKAGE = Path(reidbench.__file__).parent
 #: (file, literal): a literal that is not a user-given name there, with why
 NOT_NAMES = {
-    ("data/synthreid.py", "none"): "a generated person's logo attribute, not a user-given name",
-    ("defenses/adversarial_training.py", "sma"): "GOAT's own guides option (fna | sma), validated by GOAT",
+    ("data/synthreid/rendering.py", "none"): "a generated person's logo attribute, not a user-given name",
+    ("defenses/goat.py", "sma"): "GOAT's own guides option (fna | sma), validated by GOAT",
 }
 
 
 def _names() -> set[str]:
     load_builtins()
     out = {t.value for t in Threat} | {"none", "all", "clean"}
-    for reg in (ATTACKS, DEFENSES, MODELS, ARCHITECTURES, DATASETS):
+    for reg in (ATTACKS, DEFENSES, MODELS, ARCHITECTURES, DATASETS, REPRODUCTIONS):
         for e in reg.entries():
             out.add(e.name)
             out.update(e.aliases)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import format_eps
-from ..utils import parse_fraction
+from ..utils import model_mode, parse_fraction
 
 log = logging.getLogger(__name__)
 
@@ -257,17 +257,8 @@ class MetricAttack:
         if was_training and not keep:
             warnings.warn(f"{type(model).__name__} was in train mode; {self.name} attacks it in eval mode "
                           "(BatchNorm statistics frozen, no dropout) and restores train mode afterwards", stacklevel=4)
-        flags = [(p, p.requires_grad) for p in model.parameters()]
-        if not keep:
-            model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
+        with model_mode(model, training=was_training and keep, frozen=True):
             yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
-            model.train(was_training)
 
     def _check_device(self, images: torch.Tensor) -> None:
         p = next(iter(self.model.parameters()), None)

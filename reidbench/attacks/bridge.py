@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import format_eps
+from ..utils import model_mode
 from .base import AttackContext
 
 __all__ = ["LogitsHead", "TorchattacksAttack", "TA_PREFIX"]
@@ -61,18 +62,14 @@ class TorchattacksAttack:
         self.attack = cls(self.head, **kwargs)
 
     def __call__(self, images: torch.Tensor, pids=None, camids=None, context: AttackContext | None = None) -> torch.Tensor:
-        was_training = self.model.training
-        self.model.eval()
         devices = [images.device] if images.device.type == "cuda" else []
-        try:
+        with model_mode(self.model):
             # torchattacks draws from torch's global generator: fork it so a seed repeats a run
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
                 with torch.no_grad():
                     labels = self.head(images).argmax(1)
                 return self.attack(images, labels)
-        finally:
-            self.model.train(was_training)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**self.kwargs, "seed": self.seed}

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data.transforms import to_model_input
 from ..evaluation import evaluate_features, extract_features
+from ..utils import model_mode
 from .base import AttackContext, FeatureBank
 from .io import JPEG75, jpeg_roundtrip
 
@@ -53,12 +54,8 @@ class EvalSet:
 
 @torch.no_grad()
 def _eval_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
+    with model_mode(model):
         return model(x)
-    finally:
-        model.train(was)
 
 
 def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device = "cpu", batch_size: int = 128,
@@ -69,7 +66,7 @@ def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device 
     from pathlib import Path
 
     from ..data import load_images
-    from ..defenses import DefendedModel
+    from ..models.defended import DefendedModel
 
     q = load_images(dataset.query, progress=progress, desc="decoding query")
     g = load_images(dataset.gallery, progress=progress, desc="decoding gallery")

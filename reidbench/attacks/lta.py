@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..defenses.pd import lgt
+from ..data.imageops import lgt
 from ..registry import ATTACKS
 from .base import MetricAttack, squared_distance
 

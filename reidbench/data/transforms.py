@@ -13,7 +13,15 @@ import torch
 from PIL import Image
 import torch.nn.functional as F
 
-__all__ = ["to_model_input", "random_pad_crop_flip", "pk_batches", "random_batches", "to_uint8", "jpeg_roundtrip"]
+__all__ = ["to_model_input", "select_rows", "random_pad_crop_flip", "pk_batches", "random_batches", "to_uint8",
+           "jpeg_roundtrip"]
+
+
+def select_rows(images, idx):
+    """Rows ``idx`` (a sequence or a 1-D index tensor) of decoded images: a uint8 (N, 3, H, W) tensor,
+    or a list for images of varying size."""
+    idx = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
+    return images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx]
 
 
 def to_model_input(images: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int],

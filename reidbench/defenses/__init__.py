@@ -4,7 +4,8 @@
 """
 
 from ..registry import DEFENSES, DefenseSpec, parse_defense
-from .adversarial_training import AT, GOAT, GOATAttack, GOATGuides
+from .at import AT
+from .goat import GOAT, GOATAttack, GOATGuides
 from .base import ComposedDefense, DefendedModel, Defense
 from .cs import PATTERNS, SEED_SIZES, CircuitousScaling, CircuitousScalingRandom, circuitous_scaling
 from .input_transforms import JPEG, RRP, BitDepth
@@ -29,9 +30,4 @@ def build_defense(name: "str | DefenseSpec", **kwargs) -> Defense:
     spec = parse_defense(name)
     if spec.is_none:
         raise ValueError(f"{name!r} names no defense; give a defense name (`reidbench list defenses`)")
-    if kwargs:
-        if len(spec.parts) > 1:
-            raise ValueError("keyword arguments apply to a single defense, not to a composition; write "
-                             "them in the name, e.g. 'cs+jpeg(quality=50)'")
-        spec = DefenseSpec((spec.parts[0].with_kwargs(**kwargs),))
-    return spec.build()
+    return spec.with_kwargs(**kwargs).build()

@@ -2,8 +2,11 @@
 
 A defense has up to three sides, each optional:
 
-* ``train_transform(image, generator) -> image``: augmentation during training (PD);
-* ``fit(model, ...) -> model``: a training procedure (adversarial training, GOAT);
+* ``train_transform(image, generator) -> image``: augmentation during training (PD), or more
+  generally ``training_hooks(...)``: what the main training runs with (GOAT's batch hook);
+* ``finetune_stage(model, ...) -> FineTuneStage``: a training stage on the trained model
+  (adversarial training AT, goat-ft), which the engine runs (:mod:`reidbench.training_protocol`:
+  defenses and the training engine do not import each other);
 * ``test_transform(x) -> x``: an input transform at inference, on query and gallery (CS, JPEG, ...).
 
 It declares ``deterministic`` (same input -> same output) and ``differentiable`` (its test-time
@@ -19,6 +22,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..models.defended import DefendedModel  # lives with the models: attacks use it without importing defenses
+from ..training_protocol import FineTuneStage, TrainingHooks
+
 __all__ = ["Defense", "ComposedDefense", "DefendedModel"]
 
 
@@ -33,8 +39,15 @@ class Defense:
     def train_transform(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return img
 
-    def fit(self, model: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
-        return model
+    def training_hooks(self, images, pids: torch.Tensor, seed: int = 0) -> TrainingHooks:
+        """What the main training runs with (:mod:`reidbench.training_protocol`): the
+        ``train_transform`` when this defense has one."""
+        return TrainingHooks(train_transform=self.train_transform if self.has_train_side else None)
+
+    def finetune_stage(self, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *,
+                       seed: int = 0, device: str | torch.device = "cpu", progress: bool = False) -> FineTuneStage | None:
+        """The fine-tuning stage this defense runs on the trained model (AT, goat-ft); None: none."""
+        return None
 
     def test_transform(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -59,7 +72,8 @@ class Defense:
 
     @property
     def has_fit_side(self) -> bool:
-        return type(self).fit is not Defense.fit
+        """Whether this defense fine-tunes the trained model (:meth:`finetune_stage`)."""
+        return type(self).finetune_stage is not Defense.finetune_stage
 
     @property
     def has_test_side(self) -> bool:
@@ -97,10 +111,24 @@ class ComposedDefense(Defense):
             img = p.train_transform(img, generator)
         return img
 
-    def fit(self, model, *args, **kwargs):
+    def training_hooks(self, images, pids, seed=0):
+        hooks = [p.training_hooks(images, pids, seed).batch_hook for p in self.parts]
+        hooks = [h for h in hooks if h is not None]
+        if len(hooks) > 1:
+            raise ValueError(f"{self.name}: at most one part may replace the training batches")
+        return TrainingHooks(train_transform=self.train_transform if self.has_train_side else None,
+                             batch_hook=hooks[0] if hooks else None)
+
+    def finetune_stage(self, model, images, pids, camids=None, **kwargs):
+        stages = [p for p in self.parts if p.has_fit_side]
+        if len(stages) > 1:
+            raise ValueError(f"{self.name}: at most one part may fine-tune the trained model "
+                             f"({', '.join(p.name for p in stages)} each do)")
+        return stages[0].finetune_stage(model, images, pids, camids, **kwargs) if stages else None
+
+    def override_epochs(self, epochs):
         for p in self.parts:
-            model = p.fit(model, *args, **kwargs)
-        return model
+            p.override_epochs(epochs)
 
     def test_transform(self, x):
         for p in self.parts:
@@ -132,43 +160,3 @@ class ComposedDefense(Defense):
 
     def __repr__(self):
         return " + ".join(repr(p) for p in self.parts)
-
-
-class DefendedModel(nn.Module):
-    """``model`` behind a test-time transform: ``forward(x) = model(transform(x))``.
-
-    ``adaptive=False`` uses the defense's evaluation transform (what the defender runs);
-    ``adaptive=True`` its attack transform (differentiable or BPDA), for the attacker's forward path.
-    Attribute access falls through to the wrapped model (``input_size``, ``logits``, ...).
-    """
-
-    def __init__(self, model: nn.Module, defense: Defense, adaptive: bool = False) -> None:
-        super().__init__()
-        self.defense = defense  # the wrapper's own attributes first: later writes fall through to the model
-        self.adaptive = adaptive
-        self.model = model
-        self.train(model.training)  # mirror the wrapped model's mode (a new Module starts in train mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.defense.attack_transform if self.adaptive else self.defense.test_transform
-        return self.model(t(x))
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.defense.attack_transform if self.adaptive else self.defense.test_transform
-        return self.model.logits(t(x))
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
-
-    def __setattr__(self, name: str, value) -> None:
-        # writes fall through like reads: an attribute of the wrapped model (flip_tta, switched by
-        # LTA's gong_faithful) is set on it, not shadowed on the wrapper
-        inner = self.__dict__.get("_modules", {}).get("model")
-        if inner is not None and name not in self.__dict__ and not hasattr(type(self), name) \
-                and not isinstance(value, (nn.Module, nn.Parameter)) and hasattr(inner, name):
-            setattr(inner, name, value)
-        else:
-            super().__setattr__(name, value)

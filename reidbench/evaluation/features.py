@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.transforms import to_model_input
+from ..utils import model_mode
 from .distance import check_finite_features, compute_distance
 from .rank import evaluate_rank
 from .rerank import re_ranking
@@ -33,16 +34,10 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Sequence[tor
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
     size = tuple(model.input_size)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
-        n = len(images)
-        for s in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-            batch = images[s:s + batch_size]
-            out.append(model(to_model_input(batch, size, device)))
-    finally:
-        model.train(was_training)
+    with model_mode(model):
+        for s in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+            out.append(model(to_model_input(images[s:s + batch_size], size, device)))
     feats = torch.cat(out, 0)
     check_finite_features(feats, desc)
     return feats

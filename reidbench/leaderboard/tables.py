@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..matrix.records import METRIC_KEYS, decode_hits, iter_records
+from ..matrix.records import METRIC_KEYS, iter_records
 from ..protocol import CLEAN, Threat
-from ..registry import ATTACKS, AttackSpec, DefenseSpec, UnknownNameError, format_eps, parse_defense
+from ..registry import ATTACKS, DefenseSpec, UnknownNameError, format_eps, parse_defense
 
 __all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
            "render_html", "attack_title", "FLAG_HELP"]
@@ -28,21 +28,6 @@ FLAG_HELP = {
     "no-effect": "a white-box or adaptive attack lowered mAP by less than 1 point (gradient masking or a bug)",
     "mixed-versions": "the row's records come from different reidbench versions",
 }
-
-
-def _eps_of(rec: dict[str, Any]) -> float | None:
-    """The record's resolved budget (records before it was recorded: the attack's hyper-parameters)."""
-    eps = rec.get("eps", rec["cell"].get("eps"))
-    if eps is None:
-        eps = (rec["config"].get("attack_hyperparameters") or {}).get("eps")
-    return None if eps is None else float(eps)
-
-
-def _attack_text(cell: dict[str, Any]) -> str:
-    """The attack's canonical spec text (``mifgsm(gong_faithful=true)``): one column per spec."""
-    if cell["attack"] == CLEAN:
-        return CLEAN
-    return AttackSpec(cell["attack"], dict(cell.get("attack_kwargs") or {})).text
 
 
 def _entry(name: str):
@@ -75,24 +60,19 @@ def load_records(results: str | os.PathLike) -> pd.DataFrame:
     """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays."""
     rows = []
     for rec in iter_records(results):
-        cell, pq = rec["cell"], rec.get("per_query") or {}
-        n = int(pq.get("n", 0))
-        attack = _attack_text(cell)
+        cell, attack = rec.cell, rec.attack_text
         row = {"dataset": cell["dataset"], "model": cell["model"], "defense": cell["defense"],
-               "attack": attack, "threat": cell["threat"], "seed": int(cell["seed"]),
-               "eps": _eps_of(rec) if attack != CLEAN else None,
-               "eot": rec["config"].get("eot"), "deterministic": not _randomised(cell["defense"]),
-               "version": rec["provenance"].get("reidbench_version"), "git_sha": rec["provenance"].get("git_sha"),
-               "device_name": rec["provenance"].get("device_name"), "key": rec["key"], "n": n,
-               "models_order": tuple(rec["config"].get("matrix", {}).get("models", ())),
-               "io": rec["config"].get("io"), "ap_definition": rec["config"].get("ap")}
+               "attack": attack, "threat": rec.threat, "seed": int(cell["seed"]), "eps": rec.resolved_eps,
+               "eot": rec.config.get("eot"), "deterministic": not _randomised(cell["defense"]),
+               "version": rec.provenance.get("reidbench_version"), "git_sha": rec.provenance.get("git_sha"),
+               "device_name": rec.provenance.get("device_name"), "key": rec.key, "n": rec.n_queries,
+               "models_order": tuple(rec.config.get("matrix", {}).get("models", ())),
+               "io": rec.config.get("io"), "ap_definition": rec.config.get("ap")}
         for k in METRICS:
-            row[k] = rec["metrics"][k]
-            row[f"rr_{k}"] = (rec.get("metrics_rerank") or {}).get(k, np.nan)
-        row["r1_hits"] = decode_hits(pq["r1_hits"], n) if "r1_hits" in pq else None
-        row["r1_hits_rerank"] = decode_hits(pq["r1_hits_rerank"], n) if "r1_hits_rerank" in pq else None
-        row["ap"] = np.asarray(pq.get("ap", []), dtype=float)
-        row["ap_rerank"] = np.asarray(pq.get("ap_rerank", []), dtype=float)
+            row[k] = rec.metrics[k]
+            row[f"rr_{k}"] = (rec.metrics_rerank or {}).get(k, np.nan)
+        row["r1_hits"], row["r1_hits_rerank"] = rec.hits(), rec.hits(rerank=True)
+        row["ap"], row["ap_rerank"] = rec.ap(), rec.ap(rerank=True)
         rows.append(row)
     if not rows:
         raise ValueError(f"no records under {results}/records: run `reidbench matrix --results {results}` first")

@@ -4,14 +4,14 @@
 """
 
 from .plan import Cell, MatrixConfig, cell_key, defense_label, plan_cells, resolve_attacks
-from .records import (CellClaim, RecordError, decode_hits, encode_hits, iter_records, read_record, record_path,
+from .records import (CellClaim, Record, RecordError, decode_hits, encode_hits, iter_records, read_record, record_path,
                       write_record)
 from ..store import checkpoint_store
 from .runner import MatrixRun, cell_extra, ensure_checkpoint, run_matrix
 
 __all__ = ["MatrixConfig", "Cell", "plan_cells", "cell_key", "defense_label", "resolve_attacks", "ALL_ATTACKS",
            "run_matrix", "MatrixRun", "ensure_checkpoint", "cell_extra", "checkpoint_store",
-           "CellClaim", "RecordError", "encode_hits", "decode_hits", "iter_records", "read_record", "record_path",
+           "CellClaim", "Record", "RecordError", "encode_hits", "decode_hits", "iter_records", "read_record", "record_path",
            "write_record"]
 
 

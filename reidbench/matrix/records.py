@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,14 +15,15 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..evaluation.features import METRIC_KEYS
+from ..protocol import CLEAN
 from ..store import CellClaim  # noqa: F401  (claims live with the stores)
 from ..utils import atomic_write_text
 
-__all__ = ["RECORD_FORMAT", "record_path", "write_record", "read_record", "iter_records", "encode_hits",
+__all__ = ["Record", "RECORD_FORMAT", "record_path", "write_record", "read_record", "iter_records", "encode_hits",
            "decode_hits", "provenance", "CellClaim", "RecordError", "METRIC_KEYS"]
 
 RECORD_FORMAT = "reidbench-record-v1"
-METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 REQUIRED = ("format", "key", "cell", "metrics", "config", "provenance")
 
 
@@ -76,24 +78,125 @@ def provenance(device: str) -> dict[str, Any]:
             "device_name": name, "threads": torch.get_num_threads(), "platform": platform.platform()}
 
 
-def write_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise RecordError(f"record misses {missing}")
-    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+@dataclass(frozen=True)
+class Record:
+    """One finished cell: what was run (``cell``, the canonical ``attack_spec``, the resolved
+    ``eps``), what it measured (``metrics``, ``metrics_rerank``, ``clean_metrics``,
+    ``perturbation``, ``per_query``), with what (``config``: model, dataset, defense, attack
+    hyper-parameters, matrix options; ``seeds``) and where (``provenance``). Written and read by
+    this module only (:func:`write_record`, :func:`read_record`, :func:`iter_records`); the JSON
+    keys are the field names, and keys a later version adds are kept in ``extra``."""
+
+    key: str
+    cell: dict[str, Any]
+    metrics: dict[str, float]
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    slug: str = ""
+    attack_spec: str | None = None
+    eps: float | None = None
+    metrics_rerank: dict[str, float] | None = None
+    clean_metrics: dict[str, float] | None = None
+    perturbation: dict[str, float] | None = None
+    per_query: dict[str, Any] | None = None
+    seeds: dict[str, int] | None = None
+    format: str = RECORD_FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)
+
+    # -- JSON ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, obj: Any, path: str | os.PathLike | None = None) -> "Record":
+        where = path or "record"
+        if not isinstance(obj, dict) or obj.get("format") != RECORD_FORMAT:
+            raise RecordError(f"{where} is not a {RECORD_FORMAT} record")
+        missing = [k for k in REQUIRED if k not in obj]
+        if missing:
+            raise RecordError(f"{where}: record misses {missing}")
+        names = {f.name for f in fields(cls)} - {"extra", "path"}
+        known = {k: v for k, v in obj.items() if k in names}
+        return cls(**known, extra={k: v for k, v in obj.items() if k not in names},
+                   path=Path(path) if path is not None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "path")}
+        return {**self.extra, **out}
+
+    # -- typed views ----------------------------------------------------------------------------------
+    @property
+    def threat(self) -> str:
+        """The cell's threat (a :class:`~reidbench.protocol.Threat` value)."""
+        return self.cell["threat"]
+
+    @property
+    def is_clean(self) -> bool:
+        return self.cell["attack"] == CLEAN
+
+    @property
+    def attack_text(self) -> str:
+        """The attack's canonical spec text (``mifgsm(gong_faithful=true)``), ``clean`` for a clean cell.
+        Composed from the cell, so records written before ``attack_spec`` existed read the same."""
+        if self.is_clean:
+            return CLEAN
+        from ..registry import AttackSpec
+
+        return AttackSpec(self.cell["attack"], dict(self.cell.get("attack_kwargs") or {})).text
+
+    @property
+    def resolved_eps(self) -> float | None:
+        """The budget the attack ran with (the cell's or the attack's default); None for a clean
+        cell. Records written before ``eps`` was recorded: the attack's hyper-parameters."""
+        if self.is_clean:
+            return None
+        eps = self.eps if self.eps is not None else self.cell.get("eps")
+        if eps is None:
+            eps = (self.config.get("attack_hyperparameters") or {}).get("eps")
+        return None if eps is None else float(eps)
+
+    def hits(self, rerank: bool = False) -> np.ndarray | None:
+        """Per-query rank-1 hits (query order), or None when the record holds none."""
+        pq = self.per_query or {}
+        text = pq.get("r1_hits_rerank" if rerank else "r1_hits")
+        return None if text is None else decode_hits(text, int(pq.get("n", 0)))
+
+    def ap(self, rerank: bool = False) -> np.ndarray:
+        """Per-query average precision (query order; empty when the record holds none)."""
+        return np.asarray((self.per_query or {}).get("ap_rerank" if rerank else "ap", []), dtype=float)
+
+    @property
+    def n_queries(self) -> int:
+        return int((self.per_query or {}).get("n", 0))
+
+    # -- mapping access for code written against the dict records --------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        d = self.to_dict()
+        return d[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
 
 
-def read_record(path: str | os.PathLike) -> dict[str, Any]:
+def write_record(path: str | os.PathLike, record: Record | dict[str, Any]) -> None:
+    """Write ``record`` atomically as JSON (a dict is checked as a record first)."""
+    if not isinstance(record, Record):
+        if isinstance(record, dict) and "format" in record and any(k not in record for k in REQUIRED):
+            raise RecordError(f"record misses {[k for k in REQUIRED if k not in record]}")
+        record = Record.from_dict(record)
+    atomic_write_text(path, json.dumps(record.to_dict(), indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_record(path: str | os.PathLike) -> Record:
     try:
-        rec = json.loads(Path(path).read_text())
+        obj = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise RecordError(f"cannot read record {path}: {e}") from e
-    if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT or any(k not in rec for k in REQUIRED):
-        raise RecordError(f"{path} is not a {RECORD_FORMAT} record")
-    return rec
+    return Record.from_dict(obj, path)
 
 
-def iter_records(results: str | os.PathLike) -> Iterator[dict[str, Any]]:
+def iter_records(results: str | os.PathLike) -> Iterator[Record]:
     """Every record under ``results/records`` (sorted by file name); a damaged one is an error
     that names the file (delete it and rerun the matrix to recompute that cell)."""
     folder = Path(results) / "records"

@@ -23,7 +23,7 @@ from .. import __version__
 from ..protocol import Surrogate, Threat, attack_kwargs, fitted_generator, generator_info, prepare_attack
 from ..store import CellClaim, checkpoint_store, content_key, produce_once
 from .plan import Cell, MatrixConfig, cell_key, plan_cells
-from .records import RECORD_FORMAT, encode_hits, git_sha, provenance, read_record, record_path, write_record
+from .records import METRIC_KEYS, Record, encode_hits, git_sha, provenance, read_record, record_path, write_record
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
 
 
 def _metrics(res: dict) -> dict[str, float]:
-    return {k: round(float(res[k]), 4) for k in ("R1", "R5", "R10", "mAP", "mINP")}
+    return {k: round(float(res[k]), 4) for k in METRIC_KEYS}
 
 
 def _per_query(res: dict) -> dict[str, Any]:
@@ -197,7 +197,7 @@ class _MatrixRunner:
         """Load the model, compute query and gallery features once (through the defense) and the
         clean metrics."""
         from ..attacks.evaluate import prepare_evalset
-        from ..defenses import DefendedModel
+        from ..models.defended import DefendedModel
         from ..evaluation import evaluate_features
         from ..models import load_checkpoint
 
@@ -218,7 +218,7 @@ class _MatrixRunner:
                   "defense": defense.describe() if defense is not None else None, "matrix": c.to_dict()}
         return _Row(model, defense, evalset, eval_model, clean, common)
 
-    def run_cell(self, item: _Planned, row: _Row) -> dict[str, Any]:
+    def run_cell(self, item: _Planned, row: _Row) -> Record:
         """Attack (unless clean), evaluate, and return the record."""
         from ..attacks.evaluate import attack_queries
         from ..evaluation import evaluate_features
@@ -243,22 +243,18 @@ class _MatrixRunner:
             hp = prepared.attack.hyperparameters()
             attack_seconds = round(out["seconds"], 3)
         wall = time.perf_counter() - t_cell
-        return {
-            "format": RECORD_FORMAT, "key": item.key, "slug": cell.slug(), "cell": cell.spec(),
-            "attack_spec": None if cell.is_clean else cell.attack.text,  # type: ignore[union-attr]
-            "eps": (hp or {}).get("eps", cell.budget),  # the resolved budget (the cell's or the attack's default)
-            "metrics": _metrics(res),
-            "metrics_rerank": _metrics(res["rerank"]) if c.rerank else None,
-            "clean_metrics": _metrics(row.clean),
-            "perturbation": perturbation,
-            "per_query": _per_query(res),
-            "config": {**row.common, "attack": attack_repr, "attack_hyperparameters": hp,
-                       "surrogate": item.generator, "io": c.io, "ap": c.ap, "rerank": c.rerank,
-                       "eot": (hp or {}).get("eot_samples")},
-            "seeds": {"model": cell.seed, "attack": cell.seed},
-            "provenance": {**provenance(c.device), "wall_seconds": round(wall, 3), "attack_seconds": attack_seconds,
-                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        }
+        return Record(
+            key=item.key, slug=cell.slug(), cell=cell.spec(),
+            attack_spec=None if cell.is_clean else cell.attack.text,  # type: ignore[union-attr]
+            eps=(hp or {}).get("eps", cell.budget),  # the resolved budget (the cell's or the attack's default)
+            metrics=_metrics(res), metrics_rerank=_metrics(res["rerank"]) if c.rerank else None,
+            clean_metrics=_metrics(row.clean), perturbation=perturbation, per_query=_per_query(res),
+            config={**row.common, "attack": attack_repr, "attack_hyperparameters": hp, "surrogate": item.generator,
+                    "io": c.io, "ap": c.ap, "rerank": c.rerank, "eot": (hp or {}).get("eot_samples")},
+            seeds={"model": cell.seed, "attack": cell.seed},
+            provenance={**provenance(c.device), "wall_seconds": round(wall, 3), "attack_seconds": attack_seconds,
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        )
 
     def record(self, item: _Planned, row: _Row, bar) -> None:
         """Claim the cell, run it and write its record atomically (skipped when another run holds it
@@ -319,6 +315,6 @@ def run_matrix(config: MatrixConfig, results: str | os.PathLike, *, force: bool 
                          progress, echo or (lambda s: None))()
 
 
-def load_cell_record(results: str | os.PathLike, cell: Cell, key: str) -> dict[str, Any] | None:
+def load_cell_record(results: str | os.PathLike, cell: Cell, key: str) -> Record | None:
     p = record_path(results, cell.slug(), key)
     return read_record(p) if p.is_file() else None

@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registry import MODELS
+from ..registry import ARCHITECTURES, MODELS
 from .base import Embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "build_architecture", "ARCH_DEFAULT_SIZE"]
+__all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "build_architecture"]
 
 
 def _init_classifier(m: nn.Linear) -> None:
@@ -62,7 +62,7 @@ class _ClassBlock(nn.Module):
         return f, f, self.classifier(self.drop(f))
 
 
-@MODELS.register("ft_net", aliases=("ftnet", "resnet50-ftnet"), kind="architecture",
+@ARCHITECTURES.register("ft_net", aliases=("ftnet", "resnet50-ftnet"),
                  paper="Zheng et al. (person_reid_baseline_pytorch); the seed paper's ResNet-50 baseline")
 class FtNet(Embedder):
     """ft_net: ImageNet ResNet-50, global average pooling, 512-d bottleneck (Linear + BN), dropout 0.5,
@@ -89,7 +89,7 @@ class FtNet(Embedder):
         return self._dim
 
 
-@MODELS.register("ft_net_dense", aliases=("densenet121-ftnet", "ftnet-dense"), kind="architecture",
+@ARCHITECTURES.register("ft_net_dense", aliases=("densenet121-ftnet", "ftnet-dense"),
                  paper="Zheng et al.; the seed paper's DenseNet-121 variant")
 class FtNetDense(Embedder):
     """ft_net with an ImageNet DenseNet-121 backbone (1024-d pooled feature -> 512-d bottleneck)."""
@@ -130,7 +130,7 @@ class _BNNeck(nn.Module):
         return g, b, self.classifier(b)
 
 
-@MODELS.register("bnneck", aliases=("resnet50-bnneck", "strong-baseline"), kind="architecture",
+@ARCHITECTURES.register("bnneck", aliases=("resnet50-bnneck", "strong-baseline"),
                  paper="Luo et al., Bag of Tricks and A Strong Baseline for Deep Person Re-identification, CVPRW 2019")
 class BNNeckResNet50(Embedder):
     """The BNNeck "strong baseline": ResNet-50 with last stride 1, GAP 2048-d, BNNeck, trained with
@@ -166,7 +166,7 @@ class _BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.short(x))
 
 
-@MODELS.register("resnet-small", aliases=("smallnet", "small-resnet", "cpu"), kind="architecture",
+@ARCHITECTURES.register("resnet-small", aliases=("smallnet", "small-resnet", "cpu"),
                  paper="reidbench: a 4-stage ResNet sized for CPU training at 128x64")
 class SmallResNet(Embedder):
     """A small 4-stage ResNet (widths 24-48-96-192 by default, one basic block per stage, stride-2
@@ -207,11 +207,8 @@ class SmallResNet(Embedder):
 
 
 def build_architecture(name: str, num_classes: int, **kwargs) -> Embedder:
-    """Instantiate the registered architecture ``name``."""
-    entry = MODELS.entry(name)
-    if entry.meta.get("kind") != "architecture":
-        raise ValueError(f"{entry.name!r} is a model preset, not an architecture")
-    return entry.obj(num_classes=num_classes, **kwargs)
-
-
-ARCH_DEFAULT_SIZE = {"ft_net": (256, 128), "ft_net_dense": (256, 128), "bnneck": (256, 128), "resnet-small": (128, 64)}
+    """Instantiate the registered architecture ``name`` (``reidbench list architectures``)."""
+    if name not in ARCHITECTURES and name in MODELS:
+        raise ValueError(f"{MODELS.entry(name).name!r} is a model preset, not an architecture; architectures: "
+                         f"{', '.join(ARCHITECTURES.names())}")
+    return ARCHITECTURES.entry(name).obj(num_classes=num_classes, **kwargs)

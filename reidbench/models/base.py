@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils import model_mode
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Embedder", "TrainOutput", "IMAGENET_MEAN", "IMAGENET_STD", "validate_embedder", "EmbedderContractError"]
@@ -108,13 +110,8 @@ def validate_embedder(model: nn.Module, input_size: tuple[int, int] | None = Non
         device = p.device if p is not None else torch.device("cpu")
     x = torch.rand(batch_size, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
     x_copy = x.clone()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        model.train(was_training)
+    with model_mode(model), torch.no_grad():
+        out = model(x)
     name = type(model).__name__
     if isinstance(out, (tuple, list, dict)):
         raise EmbedderContractError(

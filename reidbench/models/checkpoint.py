@@ -14,7 +14,7 @@ import torch
 
 from .. import __version__
 from ..utils import atomic_torch_save, atomic_write_text
-from ..registry import MODELS
+from ..registry import ARCHITECTURES
 from .architectures import build_architecture
 from .base import Embedder
 
@@ -123,7 +123,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             "Build the model yourself and use reidbench.models.load_state(model, torch.load(path, weights_only=True))."
         )
     card = json.loads(side.read_text())
-    if arch is not None and MODELS.entry(card["arch"]).name != MODELS.entry(arch).name:
+    if arch is not None and ARCHITECTURES.entry(card["arch"]).name != ARCHITECTURES.entry(arch).name:
         raise CheckpointError(f"{path} holds a {card['arch']!r} model, not {arch!r}")
     if verify and card.get("sha256") and sha256_file(path) != card["sha256"]:
         raise CheckpointError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..registry import MODELS
+from ..registry import ARCHITECTURES, MODELS
 
 __all__ = ["ModelPreset", "get_preset", "is_synthetic", "training_preset"]
 
@@ -48,7 +48,7 @@ class ModelPreset:
 
 
 def _register(preset: ModelPreset, aliases=(), paper="") -> None:
-    MODELS.register(preset.name, aliases=aliases, paper=paper or preset.description, kind="preset")(preset)
+    MODELS.register(preset.name, aliases=aliases, paper=paper or preset.description)(preset)
 
 
 _register(ModelPreset("baseline", "normally trained ReID model: ft_net ResNet-50, CE (the seed's baseline)"),
@@ -85,11 +85,10 @@ _register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed
 
 
 def get_preset(name: str) -> ModelPreset:
-    entry = MODELS.entry(name)
-    if entry.meta.get("kind") != "preset":
-        raise ValueError(f"{entry.name!r} is an architecture; give a model preset "
-                         f"({', '.join(e.name for e in MODELS.entries() if e.meta.get('kind') == 'preset')})")
-    return entry.obj
+    if name not in MODELS and name in ARCHITECTURES:
+        raise ValueError(f"{ARCHITECTURES.entry(name).name!r} is an architecture; give a model preset "
+                         f"({', '.join(MODELS.names())}), or the architecture as --arch")
+    return MODELS.entry(name).obj
 
 
 def training_preset(name: str) -> ModelPreset:
@@ -101,7 +100,7 @@ def training_preset(name: str) -> ModelPreset:
         return p
     for entry in MODELS.entries():
         q = entry.obj
-        if entry.meta.get("kind") == "preset" and q.test_defense is None and \
+        if q.test_defense is None and \
                 replace(q, name=p.name, description=p.description, test_defense=p.test_defense) == p:
             return q
     return p

@@ -3,14 +3,15 @@
 ``reidbench reproduce seed-cvpr22 --data-root DIR`` (see :mod:`reidbench.reproduce.seed_cvpr22`).
 """
 
+from ..registry import REPRODUCTIONS
 from .seed_cvpr22 import PAPER_CELLS, PaperCell, compare, plan_configs, render_comparison, reproduce_seed_cvpr22
 
-#: recipe name -> (runner, one-line description)
-RECIPES = {
-    "seed-cvpr22": (reproduce_seed_cvpr22,
-                    "Gong et al., CVPRW 2022 (the seed paper): Tables 1, 4, 5, 6 and 7 -- baseline, CF, PD, JAD, "
-                    "CS resize patterns and offline AT against M-IFGSM, SMA, LTA(*), eps 5/255, 15 steps"),
-}
+
+def __getattr__(name: str):
+    if name == "RECIPES":  # the old name -> (runner, description) table, derived from the registry
+        return {e.name: (e.obj, e.meta.get("description", e.summary)) for e in REPRODUCTIONS.entries()}
+    raise AttributeError(name)
+
 
 __all__ = ["RECIPES", "PAPER_CELLS", "PaperCell", "compare", "plan_configs", "render_comparison",
            "reproduce_seed_cvpr22"]

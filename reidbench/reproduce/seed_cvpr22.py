@@ -32,7 +32,7 @@ from ..leaderboard import attack_title
 from ..matrix import MatrixConfig, run_matrix
 from ..matrix.plan import defense_label
 from ..protocol import CLEAN, Threat, threats_for
-from ..registry import resolve_dataset
+from ..registry import REPRODUCTIONS, resolve_dataset
 from ..utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -245,6 +245,11 @@ def render_comparison(table: pd.DataFrame, fmt: str = "md", title: str | None = 
     return "\n".join(out)
 
 
+@REPRODUCTIONS.register("seed-cvpr22", aliases=("gong-cvprw22", "jad-paper"),
+                        paper="Gong, Huang, Chen, CVPRW 2022 (the seed paper)",
+                        description="Tables 1, 4, 5, 6 and 7 -- baseline, CF, PD, JAD, CS resize patterns and offline AT "
+                                "against M-IFGSM, SMA, LTA(*), eps 5/255, 15 steps",
+                        datasets=("market1501", "dukemtmcreid"))
 def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1501", data_root: str | None = None,
                           smoke: bool = False, seed: int = 0, faithful: bool = False, adaptive: bool = False,
                           device: str = "cpu", batch_size: int = 64, epochs: int | None = None, force: bool = False,

@@ -1,6 +1,7 @@
 """The training engine: one loop for every ReID model and training-time defense.
 
-Two hooks let defenses plug in without touching the loop:
+Two hooks let defenses plug in without touching the loop (declared in
+:mod:`reidbench.training_protocol`, which defenses implement without importing the engine):
 
 * ``train_transform(image, generator) -> image``: a per-image augmentation applied after the
   standard pad/crop/flip (float (3, H, W) in [0, 1]); the proactive defense PD is one;
@@ -21,15 +22,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, to_model_input
+from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, select_rows, to_model_input
 from ..utils import atomic_torch_save, atomic_write_text
+from ..training_protocol import BatchHook, TrainTransform
 from .recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ log = logging.getLogger(__name__)
 __all__ = ["train_model", "TrainResult", "triplet_loss", "build_optimizer", "TRAIN_STATE_FILE"]
 
 TRAIN_STATE_FILE = "last.pt"
-TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 @dataclass
@@ -84,10 +84,25 @@ def _lr_factor(recipe: Recipe, epoch: int) -> float:
     return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
 
 
-def _gather(images, idx: torch.Tensor):
-    if isinstance(images, torch.Tensor):
-        return images[idx]
-    return [images[i] for i in idx.tolist()]
+def _cuda_rng() -> dict[str, Any]:
+    """The CUDA generators' states (dropout and random ops on the GPU draw from them), when CUDA is
+    present: a resumed run continues their streams as an uninterrupted one would."""
+    return {"cuda_rng": torch.cuda.get_rng_state_all()} if _cuda_available() else {}
+
+
+def _cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def _set_cuda_rng(states) -> None:
+    if not states or not _cuda_available():
+        return
+    if len(states) != torch.cuda.device_count():
+        log.warning("the training state holds %d CUDA generator states and this machine has %d devices: the "
+                    "resumed run's GPU random streams differ from an uninterrupted run's", len(states),
+                    torch.cuda.device_count())
+        return
+    torch.cuda.set_rng_state_all(states)
 
 
 def train_model(
@@ -144,6 +159,7 @@ def train_model(
         scaler.load_state_dict(st["scaler"])
         gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
+        _set_cuda_rng(st.get("cuda_rng"))
         history = json.loads(st["history"])
         start = int(st["epoch"])
         log.info("resuming from %s at epoch %d/%d", state_path, start, recipe.epochs)
@@ -162,7 +178,7 @@ def train_model(
         te = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress, leave=False)
         for idx in bar:
-            x = to_model_input(_gather(images, idx), size, device)
+            x = to_model_input(select_rows(images, idx), size, device)
             x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
             if train_transform is not None:
                 x = torch.stack([train_transform(xi, gen) for xi in x])
@@ -210,6 +226,6 @@ def train_model(
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                               "epoch": epoch + 1, "history": json.dumps(history)}, state_path)
+                               **_cuda_rng(), "epoch": epoch + 1, "history": json.dumps(history)}, state_path)
     model.eval()
     return TrainResult(model, history, time.perf_counter() - t0, start)

@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from ..data import ReIDDataset, load_images
 from ..models import build_architecture, get_preset, save_checkpoint
-from ..registry import MODELS
+from ..registry import ARCHITECTURES, parse_defense
+from ..training_protocol import TrainingHooks
 from ..utils import seed_everything
 from .engine import TrainResult, train_model
-from .recipes import get_recipe
+from .recipes import Recipe, get_recipe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["train_preset", "FINAL_CHECKPOINT"]
+__all__ = ["train_preset", "fine_tune", "FINAL_CHECKPOINT"]
 
 FINAL_CHECKPOINT = "model.pt"
 
@@ -36,7 +38,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained)
     if arch:
         arch_name = arch
-    arch_name = MODELS.entry(arch_name).name  # canonical spelling in the checkpoint card
+    arch_name = ARCHITECTURES.entry(arch_name).name  # canonical spelling in the checkpoint card
     recipe = get_recipe(recipe_name)
     if epochs is not None:
         recipe = recipe.replace(epochs=epochs)
@@ -49,19 +51,17 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     num_classes = int(train.pids.max()) + 1
     model = build_architecture(arch_name, num_classes, **arch_kwargs)
     fingerprint = dataset.fingerprint()
-    train_transform = batch_hook = defense = None
-    if p.train_defense:
-        from ..defenses import build_defense
-
-        defense = build_defense(p.train_defense, **p.train_defense_kwargs)
+    # the training-time defense, built by the registry: it hands the engine hooks and stages
+    # (reidbench.training_protocol), so that training never imports a defense
+    defense = parse_defense(p.train_defense).with_kwargs(**p.train_defense_kwargs).build()
+    hooks = TrainingHooks()
+    if defense is not None:
         if epochs is not None:
             defense.override_epochs(epochs)  # --epochs sets every training stage (AT's fine-tuning too)
-        train_transform = defense.train_transform if defense.has_train_side else None
-        if hasattr(defense, "batch_hook") and not defense.has_fit_side:  # else fit() runs the hook
-            batch_hook = defense.batch_hook(train.images, train.pids, seed)
+        hooks = defense.training_hooks(train.images, train.pids, seed)
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
-        progress=progress, train_transform=train_transform, batch_hook=batch_hook,
+        progress=progress, train_transform=hooks.train_transform, batch_hook=hooks.batch_hook,
         config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
                 "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
                 "train_defense": p.train_defense, "test_defense": p.test_defense},
@@ -70,9 +70,10 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     seconds = result.seconds
     if defense is not None and defense.has_fit_side:  # e.g. AT, goat-ft: fine-tune the trained model
         t_fit = time.perf_counter()
-        result.model = defense.fit(result.model, train.images, train.pids, train.camids, recipe=recipe, seed=seed,
-                                   out_dir=out / "fit", device=device, progress=progress)
-        history = history + getattr(defense, "last_history", [])
+        tuned = fine_tune(defense, result.model, train.images, train.pids, train.camids, recipe=recipe, seed=seed,
+                          out_dir=out / "fit", resume=resume, device=device, progress=progress)
+        result.model = tuned.model
+        history = history + tuned.history
         seconds += time.perf_counter() - t_fit  # the fit stage (AT's adversarial set, fine-tuning) counts
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
     card = save_checkpoint(
@@ -84,3 +85,18 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         train_seconds=round(seconds, 2), device=str(device),
     )
     return result, card
+
+
+def fine_tune(defense, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *,
+              recipe: Recipe, seed: int = 0, out_dir: str | os.PathLike | None = None, resume: bool = False,
+              device: str | torch.device = "cpu", progress: bool = False) -> TrainResult:
+    """Run ``defense``'s fine-tuning stage (:meth:`finetune_stage`: AT, goat-ft) on the trained
+    ``model`` with ``recipe`` for the stage's epochs; it keeps a training state in ``out_dir`` and
+    resumes from it like any training. A defense without such a stage returns the model as it is."""
+    stage = defense.finetune_stage(model, images, pids, camids, seed=seed, device=device, progress=progress)
+    if stage is None:
+        return TrainResult(model)
+    log.info("%s: %d epochs on %d images", stage.name, stage.epochs, len(stage.pids))
+    return train_model(model, stage.images, stage.pids, recipe.replace(epochs=stage.epochs), seed=seed,
+                       out_dir=out_dir, resume=resume, device=device, progress=progress,
+                       batch_hook=stage.batch_hook, config=stage.config)

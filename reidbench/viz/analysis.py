@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils import model_mode
 from .common import plt, save_figure, to_hwc
 
-__all__ = ["grad_cam", "plot_grad_cam", "tsne", "plot_tsne"]
+__all__ = ["grad_cam", "identity_references", "plot_grad_cam", "tsne", "plot_tsne"]
 
 
 def _cam_layer(model: nn.Module) -> nn.Module:
@@ -32,10 +33,14 @@ def _cam_layer(model: nn.Module) -> nn.Module:
 def grad_cam(model: nn.Module, images: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """Grad-CAM maps (N, H, W) in [0, 1] of an embedding model on ``images`` (N, 3, H, W) in [0, 1].
 
-    A metric model has no class score, so the score is the feature's projection on ``reference``
-    (default: the feature of ``images`` themselves; pass the clean features to see where the
-    adversarial query's evidence for its true identity went). The model is evaluated in eval mode
-    and restored; the weights are not changed."""
+    The score needs a real gradient. With ``reference`` (N, D), it is the similarity of each image's
+    feature to the reference feature -- another image of the same identity, as in the seed's Figure 8;
+    for an adversarial query it shows where the evidence for its true identity went. Without one, it
+    is the identity logit the model predicts (models with an identity head, ``logits``).
+    The similarity to the image's *own* feature is no score: with L2-normalised features its
+    gradient vanishes (f . f0 is stationary at f = f0 on the sphere), which gives noise maps; a
+    score whose gradient vanishes anyway is an error. The model is evaluated in eval mode and
+    restored; the weights are not changed."""
     layer = _cam_layer(model)
     acts: list[torch.Tensor] = []
 
@@ -44,16 +49,22 @@ def grad_cam(model: nn.Module, images: torch.Tensor, reference: torch.Tensor | N
             out.retain_grad()
             acts.append(out)
 
-    was = model.training
-    model.eval()
+    if reference is None and not callable(getattr(model, "logits", None)):
+        raise ValueError(f"{type(model).__name__} has no identity head: give grad_cam a reference feature "
+                         "(another image of the identity)")
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.enable_grad():
+        with model_mode(model), torch.enable_grad():
             x = images.detach().clone().requires_grad_(True)
-            f = model(x)
-            ref = f.detach() if reference is None else reference.to(f)
-            (f * ref).sum().backward()
+            if reference is None:
+                score = model.logits(x).max(1).values.sum()
+            else:
+                score = (model(x) * reference.to(x).detach()).sum()
+            score.backward()
         a, g = acts[0], acts[0].grad
+        if g is None or float(g.abs().max()) <= 1e-6 * float(a.detach().abs().max()):  # float round-off only
+            raise ValueError("the Grad-CAM score has no gradient at the feature map (is the reference the image's "
+                             "own feature?); give another image of the identity as reference")
         weights = g.mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * a).sum(1, keepdim=True))
         n = images.shape[0]
@@ -66,14 +77,29 @@ def grad_cam(model: nn.Module, images: torch.Tensor, reference: torch.Tensor | N
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
-        model.train(was)
+
+
+def identity_references(evalset, queries: Sequence[int]) -> torch.Tensor:
+    """For each selected query, the feature of a gallery image of its identity from another camera
+    (the first in gallery order): Grad-CAM's reference (the seed's Figure 8). ``evalset``: the
+    :func:`~reidbench.attacks.evaluate.prepare_evalset` of the model."""
+    out = []
+    for q in queries:
+        match = (evalset.g_pids == evalset.q_pids[q]) & (evalset.g_camids != evalset.q_camids[q])
+        idx = match.nonzero().flatten()
+        if not len(idx):
+            raise ValueError(f"query {q} has no gallery image of its identity from another camera")
+        out.append(evalset.g_feats[idx[0]])
+    return torch.stack(out)
 
 
 def plot_grad_cam(models: dict[str, nn.Module], clean: torch.Tensor, adversarial: dict[str, dict[str, torch.Tensor]],
-                  path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
+                  path: str | os.PathLike, title: str | None = None, dpi: int = 120,
+                  references: dict[str, torch.Tensor] | None = None) -> Path:
     """For each model (e.g. baseline and PD): the clean queries with their Grad-CAM maps, then each
     adversarial version of them (``adversarial[model name]``: label -> images, attacked on that
-    model) with its map; each map explains the image's own feature (where the model looks)."""
+    model) with its map. ``references[model name]``: each query's reference feature on that model
+    (another image of its identity, :func:`grad_cam`); without, the predicted identity's logit."""
     pyplot = plt()
     n = clean.shape[0]
     cols = 1 + max(len(v) for v in adversarial.values())
@@ -81,9 +107,10 @@ def plot_grad_cam(models: dict[str, nn.Module], clean: torch.Tensor, adversarial
     r = 0
     for mname, model in models.items():
         advs = adversarial.get(mname, {})
-        maps = {"clean": (clean, grad_cam(model, clean))}
+        ref = (references or {}).get(mname)
+        maps = {"clean": (clean, grad_cam(model, clean, ref))}
         for label, x in advs.items():
-            maps[label] = (x, grad_cam(model, x))
+            maps[label] = (x, grad_cam(model, x, ref))
         for i in range(n):
             for j, (label, (imgs, cam)) in enumerate(maps.items()):
                 ax = axes[r + i, j]

@@ -15,17 +15,11 @@ from typing import Sequence
 import torch
 
 from ..protocol import CLEAN
-from ..data.transforms import to_model_input
+from ..data.transforms import select_rows, to_model_input
 from .common import MATCH, MISMATCH, plt, save_figure, to_hwc
 
 __all__ = ["RankedLists", "ranked_lists", "plot_ranked_lists", "plot_perturbation", "attack_selected_queries",
            "select_rows"]
-
-
-def select_rows(images, idx: Sequence[int]):
-    """Rows ``idx`` of a decoded split (a uint8 tensor, or a list for images of varying size)."""
-    idx = [int(i) for i in idx]
-    return images[idx] if isinstance(images, torch.Tensor) else [images[i] for i in idx]
 
 
 @dataclass
@@ -68,7 +62,7 @@ def ranked_lists(model: torch.nn.Module, dataset, queries: Sequence[int], *,
     are ranked through it, as the defender evaluates."""
     from ..attacks.evaluate import _eval_features, prepare_evalset
     from ..data import load_images
-    from ..defenses import DefendedModel
+    from ..models.defended import DefendedModel
 
     ev = evalset if evalset is not None else prepare_evalset(model, dataset, device, batch_size, defense=defense)
     eval_model = DefendedModel(model, defense) if defense is not None else model

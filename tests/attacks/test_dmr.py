@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reidbench.attacks import DMR, GeneratorCheckpointError, build_attack
-from reidbench.attacks.dmr import least_likely_cross_entropy, misranking_triplet_loss, ms_ssim
+from reidbench.attacks.gan import least_likely_cross_entropy, misranking_triplet_loss, ms_ssim
 from reidbench.attacks.evaluate import evaluate_attack, prepare_evalset
 
 SMALL = dict(ngf=8, n_blocks=2, ndf=16)
@@ -101,7 +101,9 @@ def test_transfer_uses_the_surrogate_to_fit_and_the_target_to_evaluate(tiny_trai
     from reidbench.models import build_architecture
 
     target = build_architecture("resnet-small", 5, widths=(8, 12, 16, 24)).eval()
-    surrogate, tgt = Counting(model, "surrogate"), Counting(target, "target")
+    # eval(): a new Module starts in train mode, and restoring the wrapper's mode would leave the
+    # shared model in it
+    surrogate, tgt = Counting(model, "surrogate").eval(), Counting(target, "target").eval()
     sub = (tr.pids < 6).nonzero().flatten()
     atk = DMR(surrogate, epochs=1, batch_size=16, **SMALL).fit(surrogate, tr.images[sub], tr.pids[sub], progress=False)
     fit_calls = dict(calls)

@@ -68,3 +68,25 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path):
 
     stale.path.write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(), "time": 0}))
     assert CellClaim(tmp_path, "d" * 64).acquire()
+
+
+def test_record_is_typed_and_round_trips_keys_it_does_not_know(tmp_path):
+    from reidbench.matrix import Record
+
+    rec = {**minimal(), "slug": "s", "cell": {"attack": "mifgsm", "attack_kwargs": {"gong_faithful": True},
+                                              "threat": "oblivious", "eps": None},
+           "config": {"attack_hyperparameters": {"eps": 0.02}}, "eps": None,
+           "per_query": {"n": 3, "r1_hits": encode_hits([True, False, True]), "ap": [1.0, 0.1, 0.5]},
+           "from_a_later_version": {"x": 1}}
+    write_record(tmp_path / "r.json", rec)
+    back = read_record(tmp_path / "r.json")
+    assert isinstance(back, Record) and back.path == tmp_path / "r.json"
+    assert back.attack_text == "mifgsm(gong_faithful=true)" and back.threat == "oblivious" and not back.is_clean
+    assert back.resolved_eps == 0.02                # a record from before `eps`: the attack's hyper-parameter
+    assert list(back.hits()) == [True, False, True] and back.hits(rerank=True) is None
+    assert back.ap().tolist() == [1.0, 0.1, 0.5] and back.n_queries == 3
+    assert back.extra == {"from_a_later_version": {"x": 1}}
+    write_record(tmp_path / "again.json", back)     # written back, nothing lost
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads((tmp_path / "r.json").read_text())
+    clean = Record.from_dict({**minimal(), "cell": {"attack": "clean", "threat": "clean"}, "eps": 0.5})
+    assert clean.is_clean and clean.resolved_eps is None and clean.attack_text == "clean"

@@ -5,9 +5,9 @@ import torch.nn as nn
 from reidbench.models import (
     EmbedderContractError, ModuleEmbedder, build_architecture, from_fastreid, from_torchreid, validate_embedder,
 )
-from reidbench.registry import MODELS
+from reidbench.registry import ARCHITECTURES
 
-ARCHS = [e.name for e in MODELS.entries() if e.meta.get("kind") == "architecture"]
+ARCHS = ARCHITECTURES.names()
 
 
 @pytest.fixture(scope="module", params=ARCHS)

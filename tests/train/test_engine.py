@@ -6,6 +6,7 @@ import torch
 from reidbench.data import load_dataset, load_images
 from reidbench.evaluation import evaluate_model
 from reidbench.models import build_architecture, load_checkpoint
+import reidbench.train.engine as engine
 from reidbench.train import Recipe, train_model, train_preset, triplet_loss
 
 FAST = Recipe(name="test", epochs=4, batch_size=32, lr=2e-3, pad=4)
@@ -110,3 +111,24 @@ def test_recipe_validation():
         Recipe(batch_size=30, num_instances=4)
     with pytest.raises(ValueError, match="optimizer"):
         Recipe(optimizer="rmsprop")
+
+
+def test_the_training_state_keeps_the_cuda_generators_and_a_resume_restores_them(tiny, tmp_path, monkeypatch):
+    """Dropout and random ops on a GPU draw from the CUDA generators: the epoch checkpoint saves their
+    states and a resumed run sets them back (a CPU machine stands in for one with two GPUs)."""
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(engine, "_cuda_available", lambda: True)   # the optimiser still sees a CPU machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: restored.append([t.clone() for t in s]))
+    r = FAST.replace(epochs=1)
+    train_model(fresh(n), tr.images, tr.pids, r, seed=0, out_dir=tmp_path, device="cpu", progress=False)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["cuda_rng"]
+    assert [t.tolist() for t in saved] == [[1, 2, 3], [4, 5, 6]]
+    states[0] = torch.tensor([9, 9, 9], dtype=torch.uint8)  # the generators moved on since
+    train_model(fresh(n), tr.images, tr.pids, r.replace(epochs=2), seed=0, out_dir=tmp_path, resume=True,
+                device="cpu", progress=False)
+    assert [t.tolist() for t in restored[0]] == [[1, 2, 3], [4, 5, 6]]

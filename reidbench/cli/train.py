@@ -1,0 +1,57 @@
+"""``reidbench train``: train a model preset, checkpoint every epoch, evaluate it clean."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from . import options
+from .report import Report
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model preset (checkpoint each epoch, --resume)")
+    p.add_argument("--model", default="baseline", help="model preset (see `reidbench list models`)")
+    options.add_data(p)
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's number of epochs")
+    p.add_argument("--arch", default=None, help="override the preset's architecture")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<model>-<dataset>-seed<seed>)")
+    p.add_argument("--seed", type=int, default=0)
+    options.add_device(p)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--pretrained", choices=["on", "off"], default=None,
+                   help="ImageNet weights via torchvision (default: on for real datasets, off for synthreid)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    p.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.defended import DefendedModel
+    from ..evaluation import evaluate_model
+    from ..registry import parse_defense
+    from ..train import train_preset
+    from .report import rounded
+
+    ds = options.load_data(args.dataset, args)
+    out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{ds.name}-seed{args.seed}"
+    device = options.device(args.device)
+    t0 = time.perf_counter()
+    pretrained = None if args.pretrained is None else args.pretrained == "on"
+    result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
+                                device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
+                                progress=not args.quiet)
+    last = card["history"][-1] if card["history"] else {}  # every stage's epochs: AT's, goat-ft's fine-tuning too
+    print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {len(card['history'])} epochs "
+          f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "
+          f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")
+    print(f"checkpoint: {out / 'model.pt'} (sidecar {out / 'model.json'})")
+    if not args.no_eval:
+        defense = parse_defense(card.get("test_defense")).build()
+        model = DefendedModel(result.model, defense) if defense is not None else result.model
+        m = evaluate_model(model, ds, device=device, progress=not args.quiet)
+        Report().add(f"{ds.name} (clean)", m).print()
+        (out / "eval.json").write_text(json.dumps(rounded(m), indent=2) + "\n")
+    return 0
