@@ -113,14 +113,12 @@ class Record:
         missing = [k for k in REQUIRED if k not in obj]
         if missing:
             raise RecordError(f"{where}: record misses {missing}")
-        names = {f.name for f in fields(cls)} - {"extra", "path"}
-        known = {k: v for k, v in obj.items() if k in names}
-        return cls(**known, extra={k: v for k, v in obj.items() if k not in names},
+        known = {k: v for k, v in obj.items() if k in _FIELDS}
+        return cls(**known, extra={k: v for k, v in obj.items() if k not in _FIELDS},
                    path=Path(path) if path is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "path")}
-        return {**self.extra, **out}
+        return {**self.extra, **{k: getattr(self, k) for k in _FIELDS}}
 
     # -- typed views ----------------------------------------------------------------------------------
     @property
@@ -169,14 +167,19 @@ class Record:
 
     # -- mapping access for code written against the dict records --------------------------------------
     def __getitem__(self, key: str) -> Any:
-        d = self.to_dict()
-        return d[key]
+        if key in _FIELDS:
+            return getattr(self, key)
+        return self.extra[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
+        return self[key] if key in self else default
 
     def __contains__(self, key: object) -> bool:
-        return key in self.to_dict()
+        return key in _FIELDS or key in self.extra
+
+
+#: the record's JSON keys that are fields (``extra`` and ``path`` are not written as keys)
+_FIELDS = frozenset(f.name for f in fields(Record)) - {"extra", "path"}
 
 
 def write_record(path: str | os.PathLike, record: Record | dict[str, Any]) -> None:
