@@ -396,6 +396,12 @@ class AttackSpec(Spec):
         eps = self.kwargs.get("eps", self.entry.defaults.get("eps"))
         return None if eps is None else float(Fraction(eps))  # a float, or a text such as "5/255"
 
+    @property
+    def numerics(self) -> str:
+        """The version of the attack's numerics (its class's ``numerics``; ``"0"`` when undeclared):
+        part of a matrix cell's key, so a change of the attack's numbers makes new cells."""
+        return str(self.attr("numerics", "0"))
+
     def build(self, model: Any, **kwargs: Any) -> Any:
         """The attack on ``model``: the spec's arguments, then ``kwargs`` (which win)."""
         return self.construct(model, **kwargs)
@@ -426,6 +432,11 @@ class DefenseSpec:
     def randomised(self) -> bool:
         """Whether any part declares itself non-deterministic (``deterministic = False``)."""
         return any(not p.attr("deterministic", True) for p in self.parts)
+
+    @property
+    def numerics(self) -> dict[str, str]:
+        """Each part's numerics version (its class's ``numerics``; ``"0"`` when undeclared)."""
+        return {p.name: str(p.attr("numerics", "0")) for p in self.parts}
 
     def __add__(self, other: "DefenseSpec") -> "DefenseSpec":
         return DefenseSpec(self.parts + other.parts)

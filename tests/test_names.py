@@ -18,6 +18,8 @@ PACKAGE = Path(reidbench.__file__).parent
 NOT_NAMES = {
     ("data/synthreid/rendering.py", "none"): "a generated person's logo attribute, not a user-given name",
     ("defenses/goat.py", "sma"): "GOAT's own guides option (fna | sma), validated by GOAT",
+    ("cli/options.py", "auto"): "--device auto (pick CUDA when present), not the attack",
+    ("data/msmt17.py", "auto"): "MSMT17's version=auto (v2, else v1), not the attack",
 }
 
 

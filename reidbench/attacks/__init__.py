@@ -14,6 +14,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..registry import ATTACKS, AttackSpec, parse_attack
+from .auto import AUTO_VERSION, AutoAttack
 from .base import AttackContext, FeatureBank, MetricAttack, bpda, format_eps, gather_guides, quantize_to_uint8_grid
 from .bridge import TA_PREFIX, LogitsHead, TorchattacksAttack
 from .dmr import DMR
@@ -23,11 +24,13 @@ from .io import IO_MODES, jpeg_roundtrip, load_adversarial, save_adversarial
 from .lta import LTA, LTAStar
 from .mifgsm import MFGSM, MIFGSM, MMIFGSM
 from .odfa import ODFA
+from .ranking import RankAP, RankMargin
 from .sma import SMA
 
 __all__ = [
     "MetricAttack", "GenerativeAttack", "GeneratorCheckpointError", "DMR", "AttackContext", "FeatureBank", "bpda", "build_attack", "format_eps",
-    "SMA", "LTA", "LTAStar", "MFGSM", "MIFGSM", "MMIFGSM", "FNA", "FNAPull", "ODFA",
+    "SMA", "LTA", "LTAStar", "MFGSM", "MIFGSM", "MMIFGSM", "FNA", "FNAPull", "ODFA", "RankMargin", "RankAP",
+    "AutoAttack", "AUTO_VERSION",
     "TorchattacksAttack", "LogitsHead", "save_adversarial", "load_adversarial", "jpeg_roundtrip", "IO_MODES",
     "gather_guides", "quantize_to_uint8_grid",
 ]

@@ -12,6 +12,16 @@ Attacks differ in :meth:`MetricAttack.prepare` (references computed once per bat
 feature, guides, ...) and :meth:`MetricAttack.loss` (a per-sample objective to maximise), and in
 their defaults. Each sample is paired with its own references only.
 
+``schedule="apgd"`` replaces the fixed step by APGD's (Croce & Hein, ICML 2020): step size 2 eps,
+halved per sample at checkpoints where the loss stalled (and the iterate reset to the sample's best),
+momentum 0.75, and the best iterate per sample returned. ``restarts`` repeats the run from random
+starts and keeps, per sample, the run with the highest loss. Both work with every loss, through a
+test-time transform and with EOT.
+
+Randomness is keyed (:mod:`reidbench.rng`): the random start, random references and the draws of a
+randomised defense in the forward path derive from the sample's index, the step and the EOT sample,
+never from a generator shared across calls.
+
 The model is any ``nn.Module`` mapping images in [0, 1] to (N, D) features -- reidbench's Embedder
 or a model from another project. During an attack it is put in eval mode and its parameters stop
 requiring gradients (both restored afterwards); nothing is moved between devices.
@@ -28,12 +38,30 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
+from .. import rng
 from ..registry import format_eps
 from ..utils import model_mode, parse_fraction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MetricAttack", "AttackContext", "FeatureBank", "bpda", "quantize_to_uint8_grid", "format_eps"]
+__all__ = ["MetricAttack", "AttackContext", "FeatureBank", "bpda", "quantize_to_uint8_grid", "format_eps",
+           "SCHEDULES", "apgd_checkpoints"]
+
+#: step-size schedules of the engine: the literature's fixed sign step, and APGD's
+SCHEDULES = ("fixed", "apgd")
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD checks progress (Croce & Hein 2020): the first after 22 % of the
+    budget, then at shrinking intervals (down by 3 % each, at least 6 %)."""
+    first = max(int(0.22 * steps), 1)
+    shrink, least = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    out, height, k = [], first, first
+    while k < steps:
+        out.append(k)
+        height = max(height - shrink, least)
+        k += height
+    return out
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -106,6 +134,10 @@ class MetricAttack:
         eot_samples: gradient samples per step through a randomised ``transform`` (EOT).
         quantize: return images on the 8-bit grid (exact when saved as uint8).
         seed: seeds the random start and any random reference; the same seed repeats a run.
+        schedule: ``"fixed"`` (``alpha`` per step, the literature's protocol) or ``"apgd"`` (APGD's
+            step-size schedule, momentum 0.75 and best iterate; ``alpha`` and ``momentum`` unused).
+        restarts: runs per batch (restarts after the first start at random); per sample, the run
+            with the highest final loss (APGD: best loss) is returned.
     """
 
     name = "metric-attack"
@@ -121,11 +153,14 @@ class MetricAttack:
     supports_eot = True        # takes eot_samples / transform (adaptive attacks through a defense)
     supports_quantize = True   # takes quantize=True (8-bit grid output)
     keep_mode = False  # True: attack in the model's current train/eval mode instead of eval mode
+    #: version of this attack's numerics: bump it when a change alters the attack's output (a golden
+    #: test pins the output per version; the version is part of every matrix cell's key)
+    numerics = "1"
 
     def __init__(self, model: nn.Module, *, eps: float | str = 5 / 255, alpha: float | str = 1 / 255,
                  steps: int = 15, random_start: bool = False, momentum: float | None = None,
                  grad_norm: str = "l1", transform: Transform | None = None, eot_samples: int = 1,
-                 quantize: bool = False, seed: int = 0) -> None:
+                 quantize: bool = False, seed: int = 0, schedule: str = "fixed", restarts: int = 1) -> None:
         self.model = model
         self.eps = parse_fraction(eps)
         self.alpha = parse_fraction(alpha)
@@ -139,6 +174,15 @@ class MetricAttack:
         self.eot_samples = max(1, int(eot_samples))
         self.quantize = bool(quantize)
         self.seed = int(seed)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        self.schedule = schedule
+        self.restarts = int(restarts)
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        #: what the last call measured per sample: ``zero_grad`` (the input gradient at the first step
+        #: was exactly zero), ``loss`` (the objective of the returned images)
+        self.last_diagnostics: dict[str, torch.Tensor] = {}
         if not 0 <= self.eps <= 1 or self.alpha < 0 or self.steps < 0:
             raise ValueError(f"need 0 <= eps <= 1, alpha >= 0, steps >= 0; got eps={eps}, alpha={alpha}, steps={steps}")
         self._generator: torch.Generator | None = None
@@ -158,16 +202,15 @@ class MetricAttack:
         """The L-infinity bound: ``eps`` (a subclass may return a per-channel (1, C, 1, 1) tensor)."""
         return self.eps
 
-    def init(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.random_start:
+    def init(self, x: torch.Tensor, random: bool | None = None) -> torch.Tensor:
+        """The first iterate: ``x`` or, with a random start, ``clamp(x + U(-eps, eps))`` drawn per
+        sample (keyed: the same for a query whatever its batch)."""
+        if not (self.random_start if random is None else random):
             return x.clone()
         b = self.budget(x)
         # drawn on the CPU so that a seed gives the same start on every device
-        if isinstance(b, torch.Tensor):
-            noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-1, 1, generator=self.generator).to(x.device) * b
-        else:
-            noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-b, b, generator=self.generator).to(x.device)
-        return (x + noise).clamp(0, 1)
+        u = rng.uniform(self.draws("start", x.shape[0]), x.shape[0], *x.shape[1:], low=-1.0, high=1.0).to(x.device, x.dtype)
+        return (x + u * b).clamp(0, 1)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b = self.budget(x)
@@ -182,9 +225,21 @@ class MetricAttack:
 
     @property
     def generator(self) -> torch.Generator:
+        """One generator for the call (seeded by ``seed``): draws from it depend on the batch a sample
+        is in; prefer :meth:`draws`."""
         if self._generator is None:
             raise RuntimeError("the attack's generator exists only while an attack runs")
         return self._generator
+
+    def draws(self, tag: str, n: int) -> list[torch.Generator]:
+        """Per-sample generators for a batch of ``n``, keyed by the sample's index, the step and EOT
+        sample, this attack and its seed and ``tag`` (:mod:`reidbench.rng`); outside a run (a part
+        of the engine called by hand), by the sample's position."""
+        full = f"{self.name}:{self.seed}:{tag}"
+        gens = rng.sample_generators(n, full)
+        if gens is None:
+            gens = [torch.Generator().manual_seed(rng.derive_seed(full, j)) for j in range(n)]
+        return gens
 
     # ------------------------------------------------------------------ the engine
     def __call__(self, images: torch.Tensor, pids: torch.Tensor | None = None, camids: torch.Tensor | None = None,
@@ -194,7 +249,9 @@ class MetricAttack:
 
     forward = __call__  # torchattacks' spelling
 
-    def perturb(self, images, pids=None, camids=None, context=None) -> torch.Tensor:
+    def check_inputs(self, images, pids=None, camids=None):
+        """``(x, pids, camids)`` checked (a 4-D float tensor in [0, 1] on the model's device), detached,
+        labels as tensors on its device."""
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images must be a (N, C, H, W) tensor, got {type(images).__name__} "
                              f"{tuple(getattr(images, 'shape', ()))}")
@@ -208,10 +265,16 @@ class MetricAttack:
             pids = torch.as_tensor(pids, device=x.device)
         if camids is not None:
             camids = torch.as_tensor(camids, device=x.device)
-        with self._attack_mode():
+        return x, pids, camids
+
+    def perturb(self, images, pids=None, camids=None, context=None) -> torch.Tensor:
+        x, pids, camids = self.check_inputs(images, pids, camids)
+        self.last_diagnostics = {}
+        with self._attack_mode(), rng.batch_scope(len(x)):
             self._generator = torch.Generator().manual_seed(self.seed)  # CPU: device-independent draws
             try:
-                state = self.prepare(x, pids, camids, context)
+                with rng.scope(step="prepare"):
+                    state = self.prepare(x, pids, camids, context)
                 x_adv = self.run_steps(x, state)
             finally:
                 self._generator = None
@@ -219,11 +282,47 @@ class MetricAttack:
             x_adv = quantize_to_uint8_grid(x_adv, x, self.eps)
         return x_adv.to(images.dtype)
 
+    @torch.no_grad()
+    def objective(self, images: torch.Tensor, x_adv: torch.Tensor, pids=None, camids=None, context=None,
+                  step: int = 0) -> torch.Tensor:
+        """The attack's loss (B,) at ``x_adv`` for the clean ``images`` -- what the attack maximises;
+        keyed draws (a random reference is the same for two calls on the same batch)."""
+        x, pids, camids = self.check_inputs(images, pids, camids)
+        with self._attack_mode(), rng.batch_scope(len(x)):
+            self._generator = torch.Generator().manual_seed(self.seed)
+            try:
+                with rng.scope(step="prepare"):
+                    state = self.prepare(x, pids, camids, context)
+                with rng.scope(step=step, eot=0):
+                    return self.loss(x_adv.to(x.dtype), state, step)
+            finally:
+                self._generator = None
+
     def run_steps(self, x: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
-        x_adv = self.init(x)
+        """Every restart of the schedule; per sample the run with the highest loss."""
+        best_x, best_l = None, None
+        for r in range(self.restarts):
+            run = self._apgd if self.schedule == "apgd" else self._fixed
+            x_r, l_r = run(x, state, r)
+            if best_x is None:
+                best_x, best_l = x_r, l_r
+            elif l_r is not None:
+                better = l_r > best_l
+                best_x = torch.where(better.view(-1, *[1] * (x.ndim - 1)), x_r, best_x)
+                best_l = torch.maximum(best_l, l_r)
+        if best_l is not None:
+            self.last_diagnostics["loss"] = best_l.detach()
+        return best_x
+
+    def _fixed(self, x: torch.Tensor, state: dict[str, Any], restart: int):
+        """The literature's schedule: ``steps`` sign steps of ``alpha`` (MI-FGSM momentum if set);
+        the last iterate, and its loss when restarts compare runs."""
+        x_adv = self.init(x, random=True if restart else None)
         g_mom = torch.zeros_like(x) if self.momentum is not None else None
         for t in range(self.steps):
-            grad = self.gradient(x_adv, state, t)
+            grad, _ = self.grad_and_loss(x_adv, state, (restart, t) if restart else t)
+            if t == 0 and restart == 0:
+                self._record_zero_grad(grad)
             if g_mom is not None:
                 dims = tuple(range(1, grad.ndim))
                 norm = grad.abs().sum(dims, keepdim=True) if self.grad_norm == "l1" else grad.abs().mean(dims, keepdim=True)
@@ -232,22 +331,102 @@ class MetricAttack:
             else:
                 direction = grad.sign()
             x_adv = self.project(x_adv + self.step_size(x) * direction, x)
-        return x_adv
+        loss = self.loss_value(x_adv, state, (restart, "final")) if self.restarts > 1 else None
+        return x_adv, loss
+
+    def _apgd(self, x: torch.Tensor, state: dict[str, Any], restart: int):
+        """APGD (Croce & Hein 2020, Alg. 1) per sample: step 2 eps, halved at a checkpoint where fewer
+        than 75 % of the steps since the last one raised the loss, or where neither the step nor the
+        best loss changed; the iterate then restarts from the sample's best. Momentum 0.75.
+        Returns the best iterate and its loss."""
+        shape = (-1, *[1] * (x.ndim - 1))
+        x_adv = self.init(x, random=True if restart else None)
+        b = self.budget(x)
+        scale = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+        grad, loss = self.grad_and_loss(x_adv, state, (restart, 0))
+        if restart == 0:
+            self._record_zero_grad(grad)
+        best_x, best_l, best_g = x_adv.clone(), loss.clone(), grad.clone()
+        if self.steps <= 1:
+            if self.steps == 1:
+                x_one = self.project(x_adv + 2 * b * grad.sign(), x)
+                l_one = self.loss_value(x_one, state, (restart, "final"))
+                better = l_one > best_l
+                best_x = torch.where(better.view(shape), x_one, best_x)
+                best_l = torch.maximum(best_l, l_one)
+            return best_x, best_l
+        checkpoints = set(apgd_checkpoints(self.steps))
+        x_prev = x_adv
+        x_next = self.project(x_adv + 2 * b * grad.sign(), x)
+        successes = torch.zeros_like(loss)
+        last_check, scale_at_check, best_at_check = 0, scale.clone(), best_l.clone()
+        prev_loss = loss
+        for k in range(1, self.steps):
+            x_prev, x_adv = x_adv, x_next
+            grad, loss = self.grad_and_loss(x_adv, state, (restart, k))
+            improved = loss > best_l
+            best_x = torch.where(improved.view(shape), x_adv, best_x)
+            best_g = torch.where(improved.view(shape), grad, best_g)
+            best_l = torch.where(improved, loss, best_l)
+            successes += (loss > prev_loss).to(successes.dtype)
+            prev_loss = loss
+            if k in checkpoints:
+                stalled = successes < 0.75 * (k - last_check)
+                stuck = (scale == scale_at_check) & (best_l <= best_at_check)
+                reduce = stalled | stuck
+                scale_at_check, best_at_check = scale.clone(), best_l.clone()
+                scale = torch.where(reduce, scale / 2, scale)
+                x_adv = torch.where(reduce.view(shape), best_x, x_adv)
+                grad = torch.where(reduce.view(shape), best_g, grad)
+                successes.zero_()
+                last_check = k
+            eta = 2 * b * scale.view(shape)
+            z = self.project(x_adv + eta * grad.sign(), x)
+            x_next = self.project(x_adv + 0.75 * (z - x_adv) + 0.25 * (x_adv - x_prev), x)
+        loss = self.loss_value(x_next, state, (restart, self.steps))
+        improved = loss > best_l
+        best_x = torch.where(improved.view(shape), x_next, best_x)
+        return best_x, torch.maximum(best_l, loss)
+
+    def _record_zero_grad(self, grad: torch.Tensor) -> None:
+        self.last_diagnostics["zero_grad"] = (grad.flatten(1).abs().amax(1) == 0).detach().cpu()
 
     def step_size(self, x: torch.Tensor) -> float | torch.Tensor:
         """The step of one iteration: ``alpha`` (a subclass may return a per-channel tensor, as ``budget``)."""
         return self.alpha
 
-    def gradient(self, x_adv: torch.Tensor, state: dict[str, Any], step: int) -> torch.Tensor:
-        total = None
-        for _ in range(self.eot_samples):
-            xa = x_adv.detach().requires_grad_(True)
-            loss = self.loss(xa, state, step)
-            if loss.ndim != 1 or loss.shape[0] != x_adv.shape[0]:
-                raise RuntimeError(f"{type(self).__name__}.loss must return one value per sample, got {tuple(loss.shape)}")
-            (g,) = torch.autograd.grad(loss.sum(), xa)
+    def grad_and_loss(self, x_adv: torch.Tensor, state: dict[str, Any], step: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input gradient of the loss and the loss (B,), each the mean over ``eot_samples``
+        draws; every draw in its own keyed scope (step, EOT sample)."""
+        total, total_loss = None, None
+        t = step[1] if isinstance(step, tuple) else step
+        for j in range(self.eot_samples):
+            with rng.scope(step=step, eot=j):
+                xa = x_adv.detach().requires_grad_(True)
+                loss = self.loss(xa, state, t)
+                if loss.ndim != 1 or loss.shape[0] != x_adv.shape[0]:
+                    raise RuntimeError(f"{type(self).__name__}.loss must return one value per sample, got {tuple(loss.shape)}")
+                (g,) = torch.autograd.grad(loss.sum(), xa)
             total = g if total is None else total + g
-        return total / self.eot_samples if self.eot_samples > 1 else total
+            total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
+        if self.eot_samples > 1:
+            return total / self.eot_samples, total_loss / self.eot_samples
+        return total, total_loss
+
+    def gradient(self, x_adv: torch.Tensor, state: dict[str, Any], step: int) -> torch.Tensor:
+        """The input gradient of the loss (mean over EOT draws)."""
+        return self.grad_and_loss(x_adv, state, step)[0]
+
+    @torch.no_grad()
+    def loss_value(self, x_adv: torch.Tensor, state: dict[str, Any], step: Any) -> torch.Tensor:
+        """The loss (B,) without gradient, the mean over ``eot_samples`` keyed draws."""
+        t = step[1] if isinstance(step, tuple) else step
+        total = None
+        for j in range(self.eot_samples):
+            with rng.scope(step=step, eot=j):
+                v = self.loss(x_adv, state, t if isinstance(t, int) else self.steps)
+            total = v if total is None else total + v
+        return total / self.eot_samples
 
     @contextmanager
     def _attack_mode(self) -> Iterator[None]:
@@ -275,6 +454,10 @@ class MetricAttack:
             hp["eot_samples"] = self.eot_samples
         if self.quantize:
             hp["quantize"] = True
+        if self.schedule != "fixed":
+            hp["schedule"] = self.schedule
+        if self.restarts > 1:
+            hp["restarts"] = self.restarts
         hp.update(self.extra_hyperparameters())
         return hp
 

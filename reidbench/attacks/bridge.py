@@ -46,6 +46,7 @@ class TorchattacksAttack:
     in_all = False
     supports_eot = False       # torchattacks has its own EOT attack; no eot_samples / transform
     supports_quantize = False
+    numerics = "1"             # the bridge's own numerics; torchattacks' version is in the provenance
 
     def __init__(self, model: nn.Module, attack: str, seed: int = 0, **kwargs: Any) -> None:
         import torchattacks

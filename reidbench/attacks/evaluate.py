@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .. import rng
 from ..data.transforms import to_model_input
 from ..evaluation import evaluate_features, extract_features
 from ..utils import model_mode
@@ -23,7 +24,7 @@ from .io import JPEG75, jpeg_roundtrip
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalSet", "prepare_evalset", "attack_queries", "evaluate_attack"]
+__all__ = ["EvalSet", "prepare_evalset", "attack_queries", "evaluate_attacked", "evaluate_attack"]
 
 
 @dataclass
@@ -71,64 +72,128 @@ def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device 
     q = load_images(dataset.query, progress=progress, desc="decoding query")
     g = load_images(dataset.gallery, progress=progress, desc="decoding gallery")
     eval_model = DefendedModel(model, defense) if defense is not None else model
-    qf = extract_features(eval_model, q.images, batch_size, device, progress, "query features")
-    gf = extract_features(eval_model, g.images, batch_size, device, progress, "gallery features")
+    qf = extract_features(eval_model, q.images, batch_size, device, progress, "query features", "query")
+    gf = extract_features(eval_model, g.images, batch_size, device, progress, "gallery features", "gallery")
     dev = qf.device
     ev = EvalSet(q.images, q.pids.to(dev), q.camids.to(dev), qf, gf, g.pids.to(dev), g.camids.to(dev),
                  [Path(s.path).name for s in q.samples])
     if defense is not None and not adaptive:
-        ev.ctx_q_feats = extract_features(model, q.images, batch_size, device, progress, "query features (attacker)")
-        ev.ctx_g_feats = extract_features(model, g.images, batch_size, device, progress, "gallery features (attacker)")
+        ev.ctx_q_feats = extract_features(model, q.images, batch_size, device, progress, "query features (attacker)",
+                                          "query")
+        ev.ctx_g_feats = extract_features(model, g.images, batch_size, device, progress, "gallery features (attacker)",
+                                          "gallery")
     return ev
 
 
 def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                    device: str | torch.device = "cpu", io: str = "memory", progress: bool = False,
-                   keep_images: bool = False, context: AttackContext | None = None) -> dict[str, Any]:
-    """Attack every query; return adversarial features, perturbation statistics and, with
-    ``keep_images``, the adversarial images (on the 8-bit grid when the attack quantises).
-    ``context``: the attacker's guides (default: ``evalset.context()``)."""
+                   keep_images: bool = False, context: AttackContext | None = None, key: str = "",
+                   indices=None) -> dict[str, Any]:
+    """Attack every query (or the queries at ``indices``); return adversarial features,
+    perturbation statistics and, with ``keep_images``, the adversarial images (on the 8-bit grid when
+    the attack quantises). ``context``: the attacker's guides (default: ``evalset.context()``).
+
+    Randomness is keyed (:mod:`reidbench.rng`): the attack's draws by ``key`` (a matrix cell's key),
+    each query's index, step and EOT sample; the defended model's by the query's index -- so a query
+    gets the same result in any batch, order or subset. An ensemble (``auto``) also returns
+    ``components``: each component's features and perturbation. ``zero_grad``: per query, whether
+    the attack's input gradient at its first step was exactly zero (None if the attack does not say)."""
     size = tuple(model.input_size)
     ctx = evalset.context() if context is None else context
-    feats, linf, l2, kept = [], [], [], []
-    n = len(evalset.q_pids)
+    n_all = len(evalset.q_pids)
+    order = list(range(n_all)) if indices is None else [int(i) for i in indices]
+    ensemble = hasattr(attack, "perturb_components")
+    feats, linf, l2, kept, zero = [], [], [], [], []
+    parts: dict[str, dict[str, list]] = {}
     t0 = time.perf_counter()
-    for s in tqdm(range(0, n, batch_size), desc=f"attacking queries ({getattr(attack, 'name', 'attack')})",
+    for s in tqdm(range(0, len(order), batch_size), desc=f"attacking queries ({getattr(attack, 'name', 'attack')})",
                   unit="batch", disable=not progress, leave=False):
-        e = min(n, s + batch_size)
-        x = to_model_input(evalset.query_images[s:e], size, device)
-        adv = attack(x, evalset.q_pids[s:e], evalset.q_camids[s:e], ctx)
-        if io == JPEG75:  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
-            adv = jpeg_roundtrip(adv)
-        delta = (adv - x).flatten(1)
-        linf.append(delta.abs().amax(1).cpu())
-        l2.append(delta.norm(dim=1).cpu())
-        feats.append(_eval_features(model, adv))
+        idx = order[s:s + batch_size]
+        sel = torch.tensor(idx, dtype=torch.int64)
+        x = to_model_input(_rows(evalset.query_images, idx), size, device)
+        pids, camids = evalset.q_pids[sel.to(evalset.q_pids.device)], evalset.q_camids[sel.to(evalset.q_camids.device)]
+        with rng.scope(key=key, purpose="attack", indices=idx):
+            if ensemble:
+                adv, comp = attack.perturb_components(x, pids, camids, ctx)
+            else:
+                adv, comp = attack(x, pids, camids, ctx), {}
+        z = getattr(attack, "last_diagnostics", {}).get("zero_grad")
+        zero.append(z.cpu() if z is not None else None)
+        for name, images in [(None, adv), *comp.items()]:
+            if io == JPEG75:  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
+                images = jpeg_roundtrip(images)
+            delta = (images - x).flatten(1)
+            with rng.scope(key="", purpose="query", indices=idx):  # the defender's draws: the clean query's
+                f = _eval_features(model, images)
+            if name is None:
+                adv = images
+                linf.append(delta.abs().amax(1).cpu())
+                l2.append(delta.norm(dim=1).cpu())
+                feats.append(f)
+            else:
+                p = parts.setdefault(name, {"features": [], "linf": [], "l2": []})
+                p["features"].append(f)
+                p["linf"].append(delta.abs().amax(1).cpu())
+                p["l2"].append(delta.norm(dim=1).cpu())
         if keep_images:
             kept.append(adv.detach().cpu())
     seconds = time.perf_counter() - t0
     linf_t, l2_t = torch.cat(linf), torch.cat(l2)
     out = {"features": torch.cat(feats), "linf": linf_t, "l2": l2_t, "seconds": seconds,
-           "linf_max": float(linf_t.max()), "linf_mean": float(linf_t.mean()), "l2_mean": float(l2_t.mean())}
+           "linf_max": float(linf_t.max()), "linf_mean": float(linf_t.mean()), "l2_mean": float(l2_t.mean()),
+           "indices": order,
+           "zero_grad": torch.cat(zero) if zero and all(z is not None for z in zero) else None}
+    if parts:
+        out["components"] = {name: {"features": torch.cat(p["features"]), "linf_max": float(torch.cat(p["linf"]).max()),
+                                    "linf_mean": float(torch.cat(p["linf"]).mean()),
+                                    "l2_mean": float(torch.cat(p["l2"]).mean())} for name, p in parts.items()}
     if keep_images:
         out["images"] = torch.cat(kept)
     return out
 
 
+def _rows(images, idx: list[int]):
+    """The rows ``idx`` of a uint8 tensor or a list of images."""
+    if isinstance(images, torch.Tensor):
+        return images[torch.tensor(idx, dtype=torch.int64)]
+    return [images[i] for i in idx]
+
+
+def evaluate_attacked(out: dict[str, Any], evalset: EvalSet, *, rerank: bool = False, ap: str = "torchreid",
+                      indices=None) -> dict[str, Any]:
+    """Metrics of :func:`attack_queries`' output against the clean gallery: ``attacked`` and, for an
+    ensemble, ``components`` (each component's metrics). ``indices``: the queries attacked (all by
+    default)."""
+    ev = evalset
+    sel = None if indices is None else torch.tensor(list(indices), dtype=torch.int64)
+    qp, qc = (ev.q_pids, ev.q_camids) if sel is None else (ev.q_pids[sel.to(ev.q_pids.device)],
+                                                            ev.q_camids[sel.to(ev.q_camids.device)])
+
+    def score(feats):
+        return evaluate_features(feats, ev.g_feats, qp, ev.g_pids, qc, ev.g_camids, rerank=rerank, ap=ap)
+
+    res = {"attacked": score(out["features"])}
+    if "components" in out:
+        res["components"] = {name: score(c["features"]) for name, c in out["components"].items()}
+    return res
+
+
 def evaluate_attack(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                     device: str | torch.device = "cpu", io: str = "memory", rerank: bool = False,
                     progress: bool = False, keep_images: bool = False,
-                    context: AttackContext | None = None) -> dict[str, Any]:
-    """Clean and attacked metrics (R1/R5/R10/mAP/mINP in percent), the realised perturbation and time.
-    ``context``: the attacker's guides (default: ``evalset.context()``)."""
+                    context: AttackContext | None = None, key: str = "") -> dict[str, Any]:
+    """Clean and attacked metrics (R1/R5/R10/mAP/mINP in percent), the realised perturbation and time;
+    for an ensemble also each component's metrics (``components``). ``context``: the attacker's
+    guides (default: ``evalset.context()``); ``key``: keys the attack's random draws."""
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)
     res = attack_queries(attack, evalset, model, batch_size=batch_size, device=device, io=io, progress=progress,
-                         keep_images=keep_images, context=context)
-    attacked = evaluate_features(res["features"], evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
-                                 evalset.g_camids, rerank=rerank)
-    out = {"clean": clean, "attacked": attacked, "linf_max": res["linf_max"], "linf_mean": res["linf_mean"],
+                         keep_images=keep_images, context=context, key=key)
+    scored = evaluate_attacked(res, evalset, rerank=rerank)
+    out = {"clean": clean, "attacked": scored["attacked"], "linf_max": res["linf_max"], "linf_mean": res["linf_mean"],
            "l2_mean": res["l2_mean"], "seconds": res["seconds"], "io": io}
+    if "components" in scored:
+        out["components"] = scored["components"]
     if keep_images:
         out["images"] = res["images"]
     return out
@@ -155,11 +220,13 @@ def evaluate_gallery_attack(attack, dataset, model: torch.nn.Module, evalset: Ev
         x = to_model_input([g.images[i] for i in idx] if isinstance(g.images, list) else g.images[idx], size, device)
         pids = evalset.g_pids[idx]
         # guides: every query of the identity (a gallery image has no "same camera" junk rule)
-        adv = attack(x, pids, None, ctx)
+        with rng.scope(key="", purpose="attack-gallery", indices=idx):
+            adv = attack(x, pids, None, ctx)
         delta = (adv - x).flatten(1)
         linf.append(delta.abs().amax(1).cpu())
         l2.append(delta.norm(dim=1).cpu())
-        feats[idx] = _eval_features(model, adv)
+        with rng.scope(key="", purpose="gallery", indices=idx):
+            feats[idx] = _eval_features(model, adv)
     seconds = time.perf_counter() - t0
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)

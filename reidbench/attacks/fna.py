@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import rng
 from ..registry import ATTACKS
 from .base import MetricAttack, gather_guides
 
@@ -51,7 +52,7 @@ class FNA(MetricAttack):
             raise ValueError("FNA needs the pids of the attacked images")
         own = ids[None] == pids.to(ids.device)[:, None]
         if self.random_pull:
-            score = torch.rand(own.shape, generator=self.generator).to(own.device)
+            score = rng.uniform(self.draws("pull", own.shape[0]), *own.shape).to(own.device)
         else:
             score = torch.cdist(clean.to(centroids.dtype), centroids)
         pull = centroids[score.masked_fill(own, float("-inf")).argmax(1)]

@@ -35,6 +35,7 @@ class GenerativeAttack:
     (clean images in [0, 1] -> delta with ``|delta| <= eps``)."""
 
     name = "generative-attack"
+    numerics = "1"  # version of the generator's numerics (fitting and application); see MetricAttack.numerics
     paper = ""
     threat_model = "transfer: fitted on a surrogate, applied to any model in one forward pass"
     transferable = True

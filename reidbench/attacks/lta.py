@@ -58,7 +58,7 @@ class LTA(MetricAttack):
 
     def _reference(self, x):
         with torch.no_grad():
-            r = lgt(x, self.generator, p=1.0, swapped_geometry=self.swapped_geometry, quantize=self.quantize_reference)
+            r = lgt(x, self.draws("reference", len(x)), p=1.0, swapped_geometry=self.swapped_geometry, quantize=self.quantize_reference)
             return self.features(r)
 
     def loss(self, x_adv, state, step):

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
                    help="adaptive twins of every attack for rows with a test-time defense (default: on)")
     p.add_argument("--eot", type=int, default=10, help="EOT samples for randomised test-time defenses (adaptive)")
+    p.add_argument("--checks", type=int, default=32, metavar="N",
+                   help="self-checks per attacked cell (unconverged: N queries attacked again with 4x the "
+                        "iterations; zero-gradient; randomised-no-eot); 0 turns them off (default: %(default)s)")
     options.add_io(p)
     p.add_argument("--surrogate", default="baseline", help="preset transfer attacks (dmr) are fitted on "
                                                           "(default: %(default)s)")
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..matrix import MatrixConfig, run_matrix
     from ..registry import parse_attacks, parse_defenses, split_specs
 
+    if args.checks < 0:
+        raise options.CLIError(f"--checks takes a number of queries >= 0 (0 turns the self-checks off), got {args.checks}")
     attacks = parse_attacks(args.attacks)
     defenses = parse_defenses("none," + (args.defenses or ""))  # the model as its preset defines it comes first
     for spec in (*attacks, *(p for d in defenses for p in d.parts)):
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                           rerank=args.rerank, adaptive=args.adaptive, eot=args.eot, io=args.io,
                           surrogate=args.surrogate, epochs=args.epochs, dmr_epochs=args.dmr_epochs,
                           device=options.device(args.device), batch_size=args.batch_size,
-                          attack_args=options.per_attack_args(args.attack_arg))
+                          attack_args=options.per_attack_args(args.attack_arg), checks=args.checks)
     results = args.results or "results"
     run = run_matrix(config, results, force=args.force, progress=not args.quiet, store=args.checkpoints,
                      echo=options.echo(args))

@@ -65,9 +65,15 @@ def attack_report(res: dict, attack, rerank: bool, header: str, **fields) -> Rep
     rate = f" ({n / max(res['seconds'], 1e-9):.0f} queries/s)" if n else ""
     rep = Report(header=header)
     rep.add("clean", res["clean"], rerank).add(attack.name, res["attacked"], rerank)
+    for name, m in (res.get("components") or {}).items():  # an ensemble's components, below its worst case
+        rep.add(f"  {attack.name}/{name}", m, rerank)
     rep.notes.append(f"perturbation: L-inf max {res['linf_max'] * 255:.2f}/255, mean {res['linf_mean'] * 255:.2f}/255;"
                      f" L2 mean {res['l2_mean']:.4f}; attack time {res['seconds']:.1f} s{rate}")
     rep.data = {"clean": rounded(res["clean"], rerank), "attacked": rounded(res["attacked"], rerank),
                 "linf_max": res["linf_max"], "linf_mean": res["linf_mean"], "l2_mean": res["l2_mean"],
                 "seconds": round(res["seconds"], 3), "attack": repr(attack), **fields}
+    if res.get("components"):
+        rep.data["components"] = {name: rounded(m, rerank) for name, m in res["components"].items()}
+        rep.notes.append(f"{attack.name}: per query the worst of its components ({', '.join(res['components'])}) "
+                         "as the attacker sees it")
     return rep

@@ -4,7 +4,8 @@ transformations, and the random rectangles they paste.
 
 They sit below both :mod:`reidbench.attacks` (LTA) and :mod:`reidbench.defenses` (the proactive
 defense PD composes them). Each takes (3, H, W) or (N, 3, H, W), draws its randomness from an
-explicit ``torch.Generator`` and returns a new tensor; :func:`grayscale`, :func:`sketch`,
+explicit ``torch.Generator`` (:func:`lgt` and :func:`sample_rectangles` also take one generator per
+image: keyed draws, :mod:`reidbench.rng`) and returns a new tensor; :func:`grayscale`, :func:`sketch`,
 :func:`lgt` and :func:`lht` also take a uint8 tensor, a PIL image or a uint8 (H, W, 3) array, as
 the seed's code does, and give the result back in that kind.
 """
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..rng import uniform
 from .transforms import to_uint8
 
 __all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles"]
@@ -143,12 +145,12 @@ def sample_rectangles(n: int, h: int, w: int, generator: torch.Generator, sl: fl
     Area fraction ~ U(sl, sh), aspect ~ U(r1, 1/r1), up to ``attempts`` tries (no rectangle if all
     fail). ``swapped_geometry`` reproduces the seed code's port of the sampler to PIL sizes, where
     height and width are exchanged (the patch is clipped at the border)."""
-    area = torch.empty(n, attempts).uniform_(sl, sh, generator=generator) * (h * w)
-    aspect = torch.empty(n, attempts).uniform_(r1, 1 / r1, generator=generator)
+    area = uniform(generator, n, attempts, low=sl, high=sh) * (h * w)
+    aspect = uniform(generator, n, attempts, low=r1, high=1 / r1)
     rh = torch.round(torch.sqrt(area * aspect)).long()
     rw = torch.round(torch.sqrt(area / aspect)).long()
-    u1 = torch.rand(n, attempts, generator=generator)
-    u2 = torch.rand(n, attempts, generator=generator)
+    u1 = uniform(generator, n, attempts)
+    u2 = uniform(generator, n, attempts)
     # seed code: accept if w < H and h < W; x1 in [0, W - h] (columns), y1 in [0, H - w] (rows);
     # rows y1:y1+h and columns x1:x1+w, clipped by numpy slicing
     ok = ((rw < h) & (rh < w)) if swapped_geometry else ((rh < h) & (rw < w))
@@ -177,7 +179,7 @@ def lgt(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, sl: float =
     xb, single = _batched(x)
     n, _, h, w = xb.shape
     mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
-    apply = (torch.rand(n, generator=generator) < p).to(xb.device)
+    apply = (uniform(generator, n) < p).to(xb.device)
     mask = mask & apply[:, None, None]
     base = (xb * 255).floor().clamp(0, 255) / 255 if quantize else xb
     out = torch.where(mask[:, None], grayscale(xb, quantize=quantize), base)

@@ -34,6 +34,9 @@ class Defense:
     name = "defense"
     deterministic = True
     differentiable = False
+    #: version of this defense's numerics (its transforms' outputs, its training stage): bump it when
+    #: a change alters them; part of every matrix cell's and checkpoint's key, pinned by a golden test
+    numerics = "1"
 
     # -- sides ---------------------------------------------------------------------------------
     def train_transform(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

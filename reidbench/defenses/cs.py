@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import rng
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -130,7 +131,9 @@ class CircuitousScaling(Defense):
                    kind="test-time")
 class CircuitousScalingRandom(CircuitousScaling):
     """CS-R: circuitous scaling whose intermediate sizes are jittered by up to ``jitter`` pixels in
-    height (width following the aspect ratio, +-1 pixel), drawn afresh per image and per call.
+    height (width following the aspect ratio, +-1 pixel), drawn afresh per image and per call --
+    keyed by the image's index, the attack step and EOT sample inside reidbench's pipeline
+    (:mod:`reidbench.rng`), from the defense's own generator when called by hand.
 
     Randomised: evaluate it against EOT attacks (``eot_samples`` > 1)."""
 
@@ -143,19 +146,20 @@ class CircuitousScalingRandom(CircuitousScaling):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _draw(self) -> tuple[tuple[int, int], ...]:
+    def _draw(self, generator: torch.Generator) -> tuple[tuple[int, int], ...]:
         out = []
         for h, w in self.sizes:
-            dh = int(torch.randint(-self.jitter, self.jitter + 1, (1,), generator=self.generator))
-            dw = int(torch.randint(-1, 2, (1,), generator=self.generator))
+            dh = int(torch.randint(-self.jitter, self.jitter + 1, (1,), generator=generator))
+            dw = int(torch.randint(-1, 2, (1,), generator=generator))
             nh = max(2, h + dh)
             out.append((nh, max(2, round(nh * w / h) + dw)))
         return tuple(out)
 
     def _each(self, x, backend):
         final = tuple(x.shape[-2:])
-        return torch.cat([circuitous_scaling(x[i:i + 1], self._draw(), final, backend=backend, quantize=self.quantize)
-                          for i in range(x.shape[0])])
+        gens = rng.sample_generators(x.shape[0], f"{self.name}:{self.seed}") or [self.generator] * x.shape[0]
+        return torch.cat([circuitous_scaling(x[i:i + 1], self._draw(g), final, backend=backend, quantize=self.quantize)
+                          for i, g in enumerate(gens)])
 
     def test_transform(self, x):
         return self._each(x, self.backend)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import jpeg_roundtrip
 from ..models.base import IMAGENET_MEAN
+from .. import rng
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -65,7 +66,7 @@ class RRP(Defense):
     height in [H, 9H/8) with the width following the 1:2 aspect, then padded at a random offset to
     (9H/8, 9W/8) with the ImageNet mean colour (zero after normalisation). The model is fully
     convolutional with global pooling, so the larger input is fine. Randomised (per image and per
-    call): evaluate it against EOT attacks. Differentiable almost everywhere."""
+    call; keyed draws inside reidbench's pipeline, :mod:`reidbench.rng`): evaluate it against EOT attacks. Differentiable almost everywhere."""
 
     name = "rrp"
     deterministic = False
@@ -81,12 +82,13 @@ class RRP(Defense):
         out_h, out_w = h + h // 8, w + w // 8
         fill = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         outs = []
-        for i in range(n):
-            nh = int(torch.randint(h, out_h, (1,), generator=self.generator))
+        gens = rng.sample_generators(n, f"{self.name}:{self.seed}") or [self.generator] * n
+        for i, g in enumerate(gens):
+            nh = int(torch.randint(h, out_h, (1,), generator=g))
             nw = min(out_w, max(1, round(nh * w / h)))
             r = F.interpolate(x[i:i + 1], size=(nh, nw), mode=self.mode)
-            top = int(torch.randint(0, out_h - nh + 1, (1,), generator=self.generator))
-            left = int(torch.randint(0, out_w - nw + 1, (1,), generator=self.generator))
+            top = int(torch.randint(0, out_h - nh + 1, (1,), generator=g))
+            left = int(torch.randint(0, out_w - nw + 1, (1,), generator=g))
             # pad the difference to the fill colour with zeros: differentiable, fill outside
             outs.append(F.pad(r - fill, (left, out_w - nw - left, top, out_h - nh - top)) + fill)
         return torch.cat(outs)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import rng
 from ..data.transforms import to_model_input
 from ..utils import model_mode
 from .distance import check_finite_features, compute_distance
@@ -17,19 +18,25 @@ from .rerank import re_ranking
 
 log = logging.getLogger(__name__)
 
-__all__ = ["extract_features", "evaluate_features", "evaluate_model", "summarize", "METRIC_KEYS"]
+__all__ = ["extract_features", "evaluate_features", "evaluate_model", "summarize", "METRIC_KEYS", "EVAL_NUMERICS"]
 
 METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+
+#: version of the evaluation's numerics (distances, CMC / mAP / mINP, re-ranking): bump it when a
+#: change alters a metric; part of every matrix cell's key, pinned by a golden test
+EVAL_NUMERICS = "1"
 
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, images: torch.Tensor | Sequence[torch.Tensor], batch_size: int = 128,
                      device: str | torch.device | None = None, progress: bool = False,
-                     desc: str = "features") -> torch.Tensor:
+                     desc: str = "features", purpose: str = "features") -> torch.Tensor:
     """Evaluation features (N, D) of uint8 images, computed in eval mode (the mode is restored).
 
     ``images`` are resized to ``model.input_size`` when needed. The features stay on ``device``
-    (default: the model's)."""
+    (default: the model's). A randomised test-time defense in ``model`` draws keyed by ``purpose``
+    (``query``, ``gallery``) and each image's index (:mod:`reidbench.rng`): the same image set gives
+    the same features whatever the batch size or what ran before."""
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -37,7 +44,9 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Sequence[tor
     out = []
     with model_mode(model):
         for s in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
-            out.append(model(to_model_input(images[s:s + batch_size], size, device)))
+            e = min(len(images), s + batch_size)
+            with rng.scope(key="", purpose=purpose, indices=range(s, e)):
+                out.append(model(to_model_input(images[s:e], size, device)))
     feats = torch.cat(out, 0)
     check_finite_features(feats, desc)
     return feats
@@ -79,6 +88,6 @@ def evaluate_model(model: torch.nn.Module, dataset, *, rerank: bool = False, bat
 
     q = load_images(dataset.query, progress=progress, desc="decoding query")
     g = load_images(dataset.gallery, progress=progress, desc="decoding gallery")
-    qf = extract_features(model, q.images, batch_size, device, progress, "query features")
-    gf = extract_features(model, g.images, batch_size, device, progress, "gallery features")
+    qf = extract_features(model, q.images, batch_size, device, progress, "query features", "query")
+    gf = extract_features(model, g.images, batch_size, device, progress, "gallery features", "gallery")
     return evaluate_features(qf, gf, q.pids, g.pids, q.camids, g.camids, rerank=rerank, ap=ap)

@@ -27,6 +27,14 @@ FLAG_HELP = {
                          "(a sign of gradient masking)",
     "no-effect": "a white-box or adaptive attack lowered mAP by less than 1 point (gradient masking or a bug)",
     "mixed-versions": "the row's records come from different reidbench versions",
+    "mixed-code": "the row's records were computed by different source code (source fingerprints differ; for records "
+                  "that predate fingerprints, git commits differ): rerun the matrix with one version of the code",
+    "unconverged": "on a fixed subset of queries, the same attack with 4x the iterations lowered mAP by more than "
+                   "1 point: the attack had not converged, so the cell overstates robustness",
+    "zero-gradient": "more than 1 % of the queries had an all-zero input gradient at the attack's first step "
+                     "(gradient masking, a saturated loss or a bug)",
+    "randomised-no-eot": "two evaluations of the attacked model on the same input differed (a randomised defense, "
+                         "detected) and the attack averaged no EOT samples",
 }
 
 
@@ -67,12 +75,14 @@ def load_records(results: str | os.PathLike) -> pd.DataFrame:
                "version": rec.provenance.get("reidbench_version"), "git_sha": rec.provenance.get("git_sha"),
                "device_name": rec.provenance.get("device_name"), "key": rec.key, "n": rec.n_queries,
                "models_order": tuple(rec.config.get("matrix", {}).get("models", ())),
-               "io": rec.config.get("io"), "ap_definition": rec.config.get("ap")}
+               "io": rec.config.get("io"), "ap_definition": rec.config.get("ap"),
+               "source": rec.source, "checks_fired": rec.fired_checks}
         for k in METRICS:
             row[k] = rec.metrics[k]
             row[f"rr_{k}"] = (rec.metrics_rerank or {}).get(k, np.nan)
         row["r1_hits"], row["r1_hits_rerank"] = rec.hits(), rec.hits(rerank=True)
         row["ap"], row["ap_rerank"] = rec.ap(), rec.ap(rerank=True)
+        row["components"], row["components_rerank"] = rec.component_results(), rec.component_results(rerank=True)
         rows.append(row)
     if not rows:
         raise ValueError(f"no records under {results}/records: run `reidbench matrix --results {results}` first")
@@ -80,15 +90,22 @@ def load_records(results: str | os.PathLike) -> pd.DataFrame:
 
 
 def worst_case(cells: pd.DataFrame, rerank: bool = False) -> tuple[float, float]:
-    """Per-query worst case over attack cells (same queries, same order): rank-1 counts for a query
-    only if it is a hit under every attack; its AP is the minimum over attacks. Returns
-    (R1, mAP) in percent over the queries with a true match (AP >= 0)."""
+    """Per-query worst case over attack cells (same queries, same order) and the components of
+    ensemble cells (``auto``): rank-1 counts for a query only if it is a hit under every attack; its
+    AP is the minimum over attacks. Returns (R1, mAP) in percent over the queries with a true match
+    (AP >= 0)."""
     hits_col = "r1_hits_rerank" if rerank else "r1_hits"
     ns = set(int(n) for n in cells["n"])
     if len(ns) != 1:
         raise ValueError(f"worst case over cells with different query counts {sorted(ns)}")
-    hits = np.logical_and.reduce(np.stack(list(cells[hits_col])), axis=0)
-    aps = np.stack(list(cells["ap_rerank" if rerank else "ap"]))
+    all_hits, all_aps = list(cells[hits_col]), list(cells["ap_rerank" if rerank else "ap"])
+    if "components" in cells:
+        for comps in cells["components_rerank" if rerank else "components"]:
+            for h, a in comps or ():
+                all_hits.append(h)
+                all_aps.append(a)
+    hits = np.logical_and.reduce(np.stack(all_hits), axis=0)
+    aps = np.stack(all_aps)
     if aps.shape[1] != len(hits):
         raise ValueError("the records hold no per-query APs for this metric")
     valid = (aps >= 0).all(0)
@@ -162,17 +179,39 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
                 row[f"{wt} {m} std"] = float(np.std([v[i] for v in vals])) if len(vals) > 1 else 0.0
         flags = _flags(g, pre)
         for f in flags:
-            fired[f] = FLAG_HELP[f]
+            fired[f] = FLAG_HELP.get(f, f)
         row["flags"] = ",".join(flags)
         rows.append(row)
+    # ranked like RobustBench: per dataset, the most robust row first -- by the worst case over every
+    # attack (auto's components included) at the first budget, mAP then R1; rows without attacks last
+    head = worst_titles[0]
+
+    def rank(r: dict) -> tuple:
+        m, r1 = r.get(f"{head} mAP", np.nan), r.get(f"{head} R1", np.nan)
+        missing = m is None or pd.isna(m)
+        return (r["dataset"], missing, 0.0 if missing else -m, 0.0 if missing else -r1)
+
+    rows.sort(key=rank)  # stable: ties keep the models' order
+    codes = sorted(set(_code_identity(df))) if "source" in df else []
+    if len(codes) > 1:  # the board as a whole mixes code, even where each row is of one piece
+        fired["mixed-code"] = (FLAG_HELP["mixed-code"].replace("the row's records", "the board's records")
+                               + f" ({len(codes)} versions of the code: {', '.join(c[:16] for c in codes)})")
     wide = pd.DataFrame(rows)
-    notes = {"titles": [CLEAN, *titles, *worst_titles], "flags": fired, "rerank": rerank,
+    notes = {"titles": [CLEAN, *titles, *worst_titles], "flags": fired, "rerank": rerank, "ranked_by": head,
+             "sources": sorted({str(v) for v in df["source"] if v}) if "source" in df else [],
              "versions": sorted({str(v) for v in df["version"]}),
              "git_shas": sorted({str(v) for v in df["git_sha"] if v}),
              "devices": sorted({str(v) for v in df["device_name"] if v}),
              "seeds": sorted(int(s) for s in df["seed"].unique()),
              "queries": sorted({int(n) for n in df["n"]})}
     return wide, notes
+
+
+def _code_identity(g: pd.DataFrame) -> pd.Series:
+    """Which code computed each record: its source fingerprint; for a record written before
+    fingerprints existed, its git commit (else unknown)."""
+    git = g["git_sha"].map(lambda s: f"git:{s}" if s else "unknown")
+    return g["source"].where(g["source"].notna(), git)
 
 
 def _flags(g: pd.DataFrame, pre: str) -> list[str]:
@@ -200,6 +239,13 @@ def _flags(g: pd.DataFrame, pre: str) -> list[str]:
         flags.append("no-effect")
     if g["version"].nunique() > 1:
         flags.append("mixed-versions")
+    if "source" in g and _code_identity(g).nunique() > 1:
+        flags.append("mixed-code")
+    if "checks_fired" in g:
+        from ..checks import CHECK_FLAGS
+
+        for fired in g["checks_fired"]:
+            flags.extend(CHECK_FLAGS.get(name, name) for name in fired or ())
     return list(dict.fromkeys(flags))
 
 
@@ -236,15 +282,22 @@ def _footnotes(notes: dict[str, Any]) -> list[str]:
         "Threats: a model without test-time defense is attacked white-box; with one, 'NAME eps' is the attack "
         "oblivious of the defense and 'NAME eps adapt.' the adaptive attack through it (differentiable twin or BPDA, "
         "EOT for randomised defenses); DMR is a transfer attack fitted once on the surrogate.",
-        "worst: per query, the worst outcome over every attack of the row (rank-1 only if every attack missed; "
-        "AP the minimum)" + (" -- per budget, over the attacks of at most that budget" if len(
-            [t for t in notes["titles"] if t.startswith("worst")]) > 1 else "") + ".",
+        "worst: per query, the worst outcome over every attack of the row and every component of auto (rank-1 only "
+        "if every attack missed; AP the minimum)" + (" -- per budget, over the attacks of at most that budget" if len(
+            [t for t in notes["titles"] if t.startswith("worst")]) > 1 else "") + "."
+        + (f" Rows are ranked by '{notes['ranked_by']}' mAP (most robust first)." if notes.get("ranked_by") else ""),
     ]
+    if any(t.startswith(f"{attack_title('auto')} ") for t in notes["titles"]):
+        from ..attacks.auto import AUTO_VERSION
+
+        lines.append(f"auto ({AUTO_VERSION}): APGD with a self-distance, a rank-1 margin and an AP loss, 100 iterations "
+                     "each; per query the component's image that ranks worst in the attacker's view (docs/leaderboard.md).")
     for f, text in notes["flags"].items():
         lines.append(f"flag {f}: {text}.")
     lines.append(f"seeds: {', '.join(map(str, notes['seeds']))}; queries: {', '.join(map(str, notes['queries']))}; "
                  f"reidbench {', '.join(notes['versions'])}"
                  + (f" (git {', '.join(s[:12] for s in notes['git_shas'])})" if notes["git_shas"] else "")
+                 + (f"; source {', '.join(notes['sources'])}" if notes.get("sources") else "")
                  + (f"; device: {', '.join(notes['devices'])}" if notes["devices"] else "") + ".")
     return lines
 

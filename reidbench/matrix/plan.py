@@ -57,6 +57,9 @@ class MatrixConfig:
     device: str = "cpu"
     batch_size: int = 64
     ap: str = "torchreid"
+    #: queries the self-checks attack again with 4x the iterations (0: no self-checks); not part of
+    #: a cell's key (checks measure a cell, they do not change its numbers)
+    checks: int = 32
     #: extra keyword arguments per attack name, e.g. ``{"mifgsm": {"gong_faithful": True}}``: merged
     #: into those attacks' specs (and so into each cell's key)
     attack_args: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -21,7 +21,7 @@ from ..store import CellClaim  # noqa: F401  (claims live with the stores)
 from ..utils import atomic_write_text
 
 __all__ = ["Record", "RECORD_FORMAT", "record_path", "write_record", "read_record", "iter_records", "encode_hits",
-           "decode_hits", "provenance", "CellClaim", "RecordError", "METRIC_KEYS"]
+           "decode_hits", "provenance", "source_fingerprint", "CellClaim", "RecordError", "METRIC_KEYS"]
 
 RECORD_FORMAT = "reidbench-record-v1"
 REQUIRED = ("format", "key", "cell", "metrics", "config", "provenance")
@@ -46,6 +46,25 @@ def decode_hits(text: str, n: int) -> np.ndarray:
 
 
 _GIT: dict[str, str | None] = {}
+_SOURCE: dict[str, str] = {}
+
+
+def source_fingerprint() -> str:
+    """SHA-256 (first 16 hex digits) of the reidbench package's source: every ``.py`` file under
+    the package, by relative path and content. Two records with different fingerprints were
+    computed by different code, whatever the version string says."""
+    if "fp" not in _SOURCE:
+        import hashlib
+
+        root = Path(__file__).resolve().parents[1]
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*.py")):
+            if "__pycache__" in p.parts:
+                continue
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            h.update(p.read_bytes() + b"\0")
+        _SOURCE["fp"] = h.hexdigest()[:16]
+    return _SOURCE["fp"]
 
 
 def git_sha() -> str | None:
@@ -73,7 +92,8 @@ def provenance(device: str) -> dict[str, Any]:
     name = platform.processor() or platform.machine()
     if dev.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(dev))
-    return {"reidbench_version": __version__, "git_sha": git_sha(), "torch_version": torch.__version__,
+    return {"reidbench_version": __version__, "git_sha": git_sha(), "source_fingerprint": source_fingerprint(),
+            "torch_version": torch.__version__,
             "cuda_version": torch.version.cuda, "python": platform.python_version(), "device": dev,
             "device_name": name, "threads": torch.get_num_threads(), "platform": platform.platform()}
 
@@ -100,6 +120,10 @@ class Record:
     perturbation: dict[str, float] | None = None
     per_query: dict[str, Any] | None = None
     seeds: dict[str, int] | None = None
+    #: an ensemble's components (``auto``): per component its ``metrics`` and ``per_query`` results
+    components: dict[str, Any] | None = None
+    #: the cell's self-checks (:mod:`reidbench.checks`): per check its measurements and ``fired``
+    checks: dict[str, Any] | None = None
     format: str = RECORD_FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)
@@ -150,6 +174,27 @@ class Record:
         if eps is None:
             eps = (self.config.get("attack_hyperparameters") or {}).get("eps")
         return None if eps is None else float(eps)
+
+    @property
+    def fired_checks(self) -> list[str]:
+        """The self-checks that fired (record names: ``unconverged``, ``zero_gradient``, ...)."""
+        return [name for name, c in (self.checks or {}).items() if isinstance(c, dict) and c.get("fired")]
+
+    @property
+    def source(self) -> str | None:
+        """The source fingerprint of the code that computed the record (None: recorded before)."""
+        return self.provenance.get("source_fingerprint")
+
+    def component_results(self, rerank: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """An ensemble's per-component ``(rank-1 hits, APs)`` per query (empty for other attacks)."""
+        out = []
+        for comp in (self.components or {}).values():
+            pq = comp.get("per_query") or {}
+            text = pq.get("r1_hits_rerank" if rerank else "r1_hits")
+            if text is not None:
+                out.append((decode_hits(text, int(pq.get("n", 0))),
+                            np.asarray(pq.get("ap_rerank" if rerank else "ap", []), dtype=float)))
+        return out
 
     def hits(self, rerank: bool = False) -> np.ndarray | None:
         """Per-query rank-1 hits (query order), or None when the record holds none."""

@@ -56,7 +56,7 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
     if p.name != get_preset(preset).name:
         log.info("%s uses the weights of %s (it adds a test-time defense only)", preset, p.name)
     key = content_key({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
-                 "reidbench": __version__})
+                       "reidbench": __version__, "numerics": training_numerics(p)})
     out = store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}"
     ckpt = out / "model.pt"
 
@@ -70,6 +70,15 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
     produce_once(ckpt, store, "train-" + key, f"training {p.name}", train)
     card = json.loads(ckpt.with_suffix(".json").read_text())
     return ckpt, card
+
+
+def training_numerics(preset) -> dict[str, Any]:
+    """The numerics versions a trained checkpoint depends on: the training engine's and those of the
+    preset's training defense (hashed into the checkpoint's key)."""
+    from ..registry import parse_defense
+    from ..train import TRAIN_NUMERICS
+
+    return {"train": TRAIN_NUMERICS, "defense": parse_defense(preset.train_defense).numerics}
 
 
 def _metrics(res: dict) -> dict[str, float]:
@@ -87,14 +96,26 @@ def _per_query(res: dict) -> dict[str, Any]:
     return out
 
 
+def cell_numerics(cell: Cell) -> dict[str, Any]:
+    """The numerics versions of the code that computes ``cell``: its attack's, its test-time
+    defense's parts' and the evaluation's (hashed into the cell's key)."""
+    from ..evaluation import EVAL_NUMERICS
+
+    out: dict[str, Any] = {"evaluation": EVAL_NUMERICS, "defense": cell.defense.numerics}
+    if not cell.is_clean:
+        out["attack"] = cell.attack.numerics  # type: ignore[union-attr]
+    return out
+
+
 def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, Any] | None,
                generator: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """What determines a cell's result besides the cell itself (hashed into its key): the
     evaluation options, the test-time defense's configuration, the attack's resolved arguments
     (:func:`~reidbench.protocol.attack_kwargs`) or, for a transfer attack, the fitted generator's
-    ``(hyper-parameters, provenance)``."""
+    ``(hyper-parameters, provenance)``, and the numerics versions of the code
+    (:func:`cell_numerics`)."""
     extra: dict[str, Any] = {"rerank": config.rerank, "ap": config.ap, "defense": defense_description,
-                             "batch_size": config.batch_size}
+                             "batch_size": config.batch_size, "numerics": cell_numerics(cell)}
     if cell.threat is Threat.TRANSFER:
         if generator is None:
             raise ValueError(f"{cell.label()}: a transfer cell's key needs its fitted generator")
@@ -220,28 +241,45 @@ class _MatrixRunner:
 
     def run_cell(self, item: _Planned, row: _Row) -> Record:
         """Attack (unless clean), evaluate, and return the record."""
-        from ..attacks.evaluate import attack_queries
-        from ..evaluation import evaluate_features
+        from ..attacks.evaluate import attack_queries, evaluate_attacked
+        from ..checks import run_checks
 
         c, cell = self.config, item.cell
         t_cell = time.perf_counter()
-        perturbation = attack_repr = hp = None
-        attack_seconds = 0.0
+        perturbation = attack_repr = hp = components = checks = None
+        attack_seconds = check_seconds = 0.0
         if cell.is_clean:
             res = row.clean
         else:
             fitted = self.generator(cell)[:2] if cell.threat is Threat.TRANSFER else None
+            kwargs = item.extra.get("attack")
             prepared = prepare_attack(row.model, cell.attack, row.defense, cell.threat, row.evalset,
-                                      kwargs=item.extra.get("attack"), fitted=fitted)
+                                      kwargs=kwargs, fitted=fitted)
             out = attack_queries(prepared.attack, row.evalset, row.eval_model, batch_size=c.batch_size,
-                                 device=c.device, io=c.io, progress=self.progress, context=prepared.context)
-            ev = row.evalset
-            res = evaluate_features(out["features"], ev.g_feats, ev.q_pids, ev.g_pids, ev.q_camids, ev.g_camids,
-                                    rerank=c.rerank, ap=c.ap)
+                                 device=c.device, io=c.io, progress=self.progress, context=prepared.context,
+                                 key=item.key)
+            scored = evaluate_attacked(out, row.evalset, rerank=c.rerank, ap=c.ap)
+            res = scored["attacked"]
+            if "components" in scored:
+                components = {name: {"metrics": _metrics(m), "per_query": _per_query(m),
+                                     "perturbation": {k: out["components"][name][k]
+                                                      for k in ("linf_max", "linf_mean", "l2_mean")}}
+                              for name, m in scored["components"].items()}
             perturbation = {"linf_max": out["linf_max"], "linf_mean": out["linf_mean"], "l2_mean": out["l2_mean"]}
             attack_repr = repr(prepared.attack)
             hp = prepared.attack.hyperparameters()
             attack_seconds = round(out["seconds"], 3)
+            if c.checks > 0 and fitted is None:
+                t_check = time.perf_counter()
+
+                def rebuild(steps: int):
+                    return prepare_attack(row.model, cell.attack, row.defense, cell.threat, row.evalset,
+                                          kwargs={**(kwargs or {}), "steps": steps}).attack
+
+                checks = run_checks(prepared.attack, out, row.evalset, row.eval_model, rebuild=rebuild,
+                                    context=prepared.context, batch_size=c.batch_size, device=c.device, io=c.io,
+                                    key=item.key, ap=c.ap, subset=c.checks)
+                check_seconds = round(time.perf_counter() - t_check, 3)
         wall = time.perf_counter() - t_cell
         return Record(
             key=item.key, slug=cell.slug(), cell=cell.spec(),
@@ -249,10 +287,13 @@ class _MatrixRunner:
             eps=(hp or {}).get("eps", cell.budget),  # the resolved budget (the cell's or the attack's default)
             metrics=_metrics(res), metrics_rerank=_metrics(res["rerank"]) if c.rerank else None,
             clean_metrics=_metrics(row.clean), perturbation=perturbation, per_query=_per_query(res),
+            components=components, checks=checks,
             config={**row.common, "attack": attack_repr, "attack_hyperparameters": hp, "surrogate": item.generator,
-                    "io": c.io, "ap": c.ap, "rerank": c.rerank, "eot": (hp or {}).get("eot_samples")},
-            seeds={"model": cell.seed, "attack": cell.seed},
+                    "io": c.io, "ap": c.ap, "rerank": c.rerank, "eot": (hp or {}).get("eot_samples"),
+                    "numerics": item.extra["numerics"]},
+            seeds={"model": cell.seed, "attack": cell.seed, "randomness": "keyed by the cell key, query index, step"},
             provenance={**provenance(c.device), "wall_seconds": round(wall, 3), "attack_seconds": attack_seconds,
+                        "check_seconds": check_seconds,
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         )
 

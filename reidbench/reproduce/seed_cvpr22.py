@@ -138,7 +138,7 @@ def _paper_cells() -> list[PaperCell]:
 PAPER_CELLS: list[PaperCell] = _paper_cells()
 
 #: ``--smoke``: the same pipeline on a tiny synthreid with one-epoch models and 2-step attacks
-SMOKE = {"dataset": "synthreid", "synth_size": "tiny", "epochs": 1, "steps": 2}
+SMOKE = {"dataset": "synthreid", "synth_size": "tiny", "epochs": 1, "steps": 2, "checks": 4}
 
 
 def _paper_dataset(dataset: str) -> str:
@@ -157,9 +157,10 @@ def cells_for(dataset: str) -> list[PaperCell]:
 
 def plan_configs(dataset: str, *, data_root: str | None = None, synth_size: str = "default", seed: int = 0,
                  epochs: int | None = None, steps: int | None = None, faithful: bool = False, adaptive: bool = False,
-                 device: str = "cpu", batch_size: int = 64) -> list[MatrixConfig]:
+                 device: str = "cpu", batch_size: int = 64, checks: int = 32) -> list[MatrixConfig]:
     """The matrix configurations that produce every cell of :func:`cells_for`: one per (model
-    preset, extra test-time defense), with only the attacks its paper cells need."""
+    preset, extra test-time defense), with only the attacks its paper cells need; ``checks``: the
+    self-checks' query count (the seed's 15-step cells get the ``unconverged`` check too)."""
     need: dict[tuple[str, str], list[str]] = {}
     for c in cells_for(dataset):
         for m in c.models:
@@ -177,7 +178,7 @@ def plan_configs(dataset: str, *, data_root: str | None = None, synth_size: str 
         configs.append(MatrixConfig(models=(model,), attacks=tuple(atks), defenses=tuple(dict.fromkeys(("none", defense))),
                                     dataset=dataset, data_root=data_root, synth_size=synth_size, steps=steps,
                                     seeds=(seed,), rerank=True, adaptive=adaptive, io=io, epochs=epochs, device=device,
-                                    batch_size=batch_size, ap=ap, attack_args=attack_args))
+                                    batch_size=batch_size, ap=ap, attack_args=attack_args, checks=checks))
     return configs
 
 
@@ -258,12 +259,12 @@ def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1
     """Run (or resume) every cell the seed's tables need and return :func:`compare`'s table; the
     comparison is also written to ``results/reproduction.md`` and ``.csv``."""
     echo = echo or (lambda s: None)
-    synth_size, steps = "default", None
+    synth_size, steps, checks = "default", None, MatrixConfig.checks
     if smoke:
-        dataset, synth_size, steps = SMOKE["dataset"], SMOKE["synth_size"], SMOKE["steps"]
+        dataset, synth_size, steps, checks = SMOKE["dataset"], SMOKE["synth_size"], SMOKE["steps"], SMOKE["checks"]
         epochs = SMOKE["epochs"] if epochs is None else epochs
     configs = plan_configs(dataset, data_root=data_root, synth_size=synth_size, seed=seed, epochs=epochs, steps=steps,
-                           faithful=faithful, adaptive=adaptive, device=device, batch_size=batch_size)
+                           faithful=faithful, adaptive=adaptive, device=device, batch_size=batch_size, checks=checks)
     stages: dict[str, float] = {}
     for i, config in enumerate(configs, 1):
         echo(f"[{i}/{len(configs)}] {config.models[0]} x {'/'.join(map(str, config.defenses))} x "

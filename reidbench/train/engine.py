@@ -36,7 +36,11 @@ from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["train_model", "TrainResult", "triplet_loss", "build_optimizer", "TRAIN_STATE_FILE"]
+__all__ = ["train_model", "TrainResult", "triplet_loss", "build_optimizer", "TRAIN_STATE_FILE", "TRAIN_NUMERICS"]
+
+#: version of the training engine's numerics (sampling, augmentation, losses, optimiser steps): bump it
+#: when a change alters a trained model; part of every matrix checkpoint's key
+TRAIN_NUMERICS = "1"
 
 TRAIN_STATE_FILE = "last.pt"
 

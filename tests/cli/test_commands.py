@@ -172,3 +172,23 @@ def test_a_bad_option_value_names_the_option(tmp_path, capsys):
     assert "--eps" in err and "'abc'" in err and "5/255" in err
     assert main(["matrix", "--eps", "5/255,x"]) == 2
     assert "--eps" in capsys.readouterr().err
+
+
+def test_attack_command_auto_reports_its_worst_case_and_components(tiny_synth, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+                 "--no-eval"]) == 0
+    capsys.readouterr()
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "aa", "--steps", "3", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(obj["components"]) == {"sd", "margin", "ap"}
+    # the ensemble's chosen image per query is never better for the model than its best component in mAP terms
+    # by more than its early-stopping floor (0.5 points), and it is an attack
+    assert obj["attacked"]["mAP"] < obj["clean"]["mAP"]
+    assert obj["attacked"]["mAP"] <= min(c["mAP"] for c in obj["components"].values()) + 0.5 + 1e-9
+    assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                 "--attack", "auto", "--steps", "2"]) == 0
+    assert "auto/margin" in capsys.readouterr().out

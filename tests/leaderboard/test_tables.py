@@ -117,3 +117,67 @@ def test_randomised_defense_without_eot_is_flagged(tmp_path):
     assert "no-eot" in wide.iloc[0]["flags"] and "no-eot" in notes["flags"]
     # an oblivious attack that a defense neutralises is the defense working, not a suspect evaluation
     assert "no-effect" not in wide.iloc[0]["flags"]
+
+
+def _board(tmp_path, recs):
+    for slug, rec in recs:
+        write_record(tmp_path / "records" / f"{slug}.json", rec)
+    return build_leaderboard(load_records(tmp_path))
+
+
+def test_auto_components_enter_the_worst_case_and_rows_are_ranked_by_it(tmp_path):
+    sma = record("baseline", "none", "sma", "white-box", [1, 1, 1, 1, 0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6, 0, 0, 0, 0])
+    auto = record("baseline", "none", "auto", "white-box", [1, 1, 0, 0, 1, 0, 0, 0], [0.9, 0.5, 0, 0, 0.5, 0, 0, 0])
+    # one component broke query 0 where the ensemble's chosen image (attacker's view) did not
+    auto[1]["components"] = {"sd": {"metrics": {}, "per_query": {"n": N, "r1_hits": encode_hits([0] + [1] * 7),
+                                                                 "ap": [0.1] + [1.0] * 7}}}
+    strong = record("goat", "none", "sma", "white-box", ALL, [0.9] * 8)
+    wide, notes = _board(tmp_path, [record("baseline", "none", "clean", "clean", ALL, AP_CLEAN), sma, auto,
+                                    record("goat", "none", "clean", "clean", ALL, AP_CLEAN), strong])
+    base = wide[wide["model"] == "baseline"].iloc[0]
+    assert base["worst R1"] == 12.5 and base["worst mAP"] == pytest.approx(100 * (0.1 + 0.5) / 8)  # 25.0 without it
+    assert "auto 5/255 R1" in wide.columns
+    assert list(wide["model"]) == ["goat", "baseline"]  # the more robust row first, whatever the models' order
+    assert notes["ranked_by"] == "worst"
+
+
+def test_mixed_code_and_fired_checks_are_flagged(tmp_path):
+    a = record("baseline", "none", "clean", "clean", ALL, AP_CLEAN)
+    b = record("baseline", "none", "sma", "white-box", ALL, [0.5] * 8)
+    a[1]["provenance"]["source_fingerprint"] = "aaaa"
+    b[1]["provenance"]["source_fingerprint"] = "bbbb"
+    b[1]["checks"] = {"unconverged": {"fired": True, "mAP": 50.0, "mAP_check": 40.0},
+                      "zero_gradient": {"fired": False, "fraction": 0.0},
+                      "randomised_no_eot": {"fired": True, "differs": True, "eot_samples": 1}}
+    wide, notes = _board(tmp_path, [a, b])
+    flags = wide.iloc[0]["flags"].split(",")
+    assert {"mixed-code", "unconverged", "randomised-no-eot"} <= set(flags) and "zero-gradient" not in flags
+    assert set(notes["flags"]) >= {"mixed-code", "unconverged", "randomised-no-eot"}
+    assert notes["sources"] == ["aaaa", "bbbb"]
+
+
+def test_one_source_no_mixed_code_flag(tmp_path):
+    recs = [record("baseline", "none", "clean", "clean", ALL, AP_CLEAN),
+            record("baseline", "none", "sma", "white-box", ALL, [0.5] * 8)]
+    for _, r in recs:
+        r["provenance"]["source_fingerprint"] = "aaaa"
+    wide, _ = _board(tmp_path, recs)
+    assert "mixed-code" not in wide.iloc[0]["flags"]
+
+
+def test_records_without_fingerprints_are_told_apart_by_their_commit(tmp_path):
+    a = record("baseline", "none", "clean", "clean", ALL, AP_CLEAN)
+    b = record("baseline", "none", "sma", "white-box", ALL, [0.5] * 8)
+    b[1]["provenance"]["git_sha"] = "fedcba9876543210"
+    wide, _ = _board(tmp_path, [a, b])
+    assert "mixed-code" in wide.iloc[0]["flags"]
+
+
+def test_a_board_of_rows_from_different_code_is_flagged_as_a_whole(tmp_path):
+    recs = [record("baseline", "none", "clean", "clean", ALL, AP_CLEAN),
+            record("goat", "none", "clean", "clean", ALL, AP_CLEAN)]
+    recs[0][1]["provenance"]["source_fingerprint"] = "aaaa"
+    recs[1][1]["provenance"]["source_fingerprint"] = "bbbb"
+    wide, notes = _board(tmp_path, recs)
+    assert not any("mixed-code" in f for f in wide["flags"])  # each row is of one piece
+    assert "2 versions of the code" in notes["flags"]["mixed-code"]

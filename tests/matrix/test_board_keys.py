@@ -1,6 +1,8 @@
 """The committed synthreid board keeps its record keys: every record's key is recomputed from what
 the record holds through today's planning code (specs, protocol, cell_extra). A change to how names,
-threats or attack arguments are resolved that would silently orphan the board fails here."""
+threats or attack arguments are resolved that would silently orphan the board fails here. The
+numerics versions are the record's own (a board computed before they existed hashed none): a
+record of older numerics is recognised as such, and a matrix run with today's code makes new cells."""
 
 from pathlib import Path
 
@@ -32,6 +34,10 @@ def test_every_committed_record_key_is_recomputed_by_the_current_code():
         if rec["config"].get("surrogate"):
             generator = (rec["config"]["attack_hyperparameters"], rec["config"]["surrogate"])
         extra = cell_extra(cell, config, rec["config"]["defense"], generator)
+        if "numerics" in rec["config"]:  # the numerics versions of the code that computed the record
+            extra["numerics"] = rec["config"]["numerics"]
+        else:  # recorded before numerics versions existed: their keys hashed none
+            del extra["numerics"]
         key = cell_key(cell, checkpoint_sha256=rec["config"]["model"]["sha256"],
                        dataset_fingerprint=rec["config"]["dataset"]["fingerprint"], extra=extra,
                        version=rec["provenance"]["reidbench_version"])

@@ -6,7 +6,7 @@ import pytest
 import reidbench.attacks.evaluate as evaluate_mod
 from reidbench.matrix import MatrixConfig, iter_records, run_matrix
 
-FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32)
+FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4)
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,75 @@ def test_git_sha_is_read_when_the_matrix_starts(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="unknown dataset 'no-such-dataset'"):
         run_matrix(MatrixConfig(dataset="no-such-dataset"), tmp_path, progress=False)  # fails at the dataset
     assert calls == [1]
+
+
+def test_randomised_defense_cells_are_identical_in_any_order_subset_or_after_a_kill(tiny_synth, store, tmp_path,
+                                                                                   monkeypatch):
+    """Keyed randomness: CS-R and RRP rows attacked adaptively with EOT give byte-identical records
+    whether the matrix runs in one order, in the reverse order after a kill and resume, or restricted
+    to one cell -- and the record keys are the same."""
+    base = dict(models=("baseline",), defenses=("cs-r", "rrp"), attacks=("sma", "lta"), rerank=False, eot=2, checks=0)
+    first = tmp_path / "first"
+    run_matrix(config(tiny_synth, **base), first, store=store, progress=False)
+    ref = metrics_by_slug(first)
+    assert any("cs-r" in slug and "adaptive" in slug for slug in ref) and any("rrp" in slug for slug in ref)
+
+    reverse = config(tiny_synth, **{**base, "attacks": ("lta", "sma"), "defenses": ("rrp", "cs-r")})
+    killed = tmp_path / "reverse"
+    real = evaluate_mod.attack_queries
+    seen = []
+
+    def crashing(*a, **k):
+        seen.append(1)
+        if len(seen) == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*a, **k)
+
+    monkeypatch.setattr(evaluate_mod, "attack_queries", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(reverse, killed, store=store, progress=False)
+    monkeypatch.undo()
+    run_matrix(reverse, killed, store=store, progress=False)
+    assert metrics_by_slug(killed) == ref
+    assert sorted(p.name for p in (killed / "records").glob("*.json")) == \
+        sorted(p.name for p in (first / "records").glob("*.json"))
+
+    alone = tmp_path / "alone"
+    run_matrix(config(tiny_synth, **{**base, "attacks": ("lta",), "defenses": ("rrp",)}), alone, store=store,
+               progress=False)
+    some = metrics_by_slug(alone)
+    assert some and all(ref[slug] == v for slug, v in some.items())
+
+
+def test_records_carry_numerics_source_fingerprint_and_checks(tiny_synth, store, tmp_path):
+    from reidbench.matrix.records import source_fingerprint
+
+    res = tmp_path / "res"
+    run_matrix(config(tiny_synth, models=("baseline",), attacks=("sma",), rerank=False, checks=6), res, store=store,
+               progress=False)
+    recs = {r.cell["attack"]: r for r in iter_records(res)}
+    sma = recs["sma"]
+    assert sma.config["numerics"] == {"evaluation": "1", "defense": {}, "attack": "1"}
+    assert sma.provenance["source_fingerprint"] == source_fingerprint() and len(source_fingerprint()) == 16
+    assert set(sma.checks) == {"zero_gradient", "unconverged", "randomised_no_eot"}
+    u = sma.checks["unconverged"]
+    assert (u["queries"], u["steps"], u["steps_check"]) == (6, 2, 8)
+    assert 0 <= u["mAP_check"] <= 100 and u["fired"] == (u["mAP"] - u["mAP_check"] > 1.0)
+    assert sma.checks["randomised_no_eot"] == {"differs": False, "eot_samples": 1, "fired": False}
+    assert recs["clean"].checks is None
+
+
+def test_auto_cell_records_components_checks_and_its_board_column(tiny_synth, store, tmp_path):
+    from reidbench.leaderboard import build_leaderboard, load_records
+
+    res = tmp_path / "res"
+    run_matrix(config(tiny_synth, models=("baseline",), attacks=("auto", "sma"), rerank=False, checks=4), res,
+               store=store, progress=False)
+    rec = next(r for r in iter_records(res) if r.cell["attack"] == "auto")
+    assert set(rec.components) == {"sd", "margin", "ap"}
+    assert rec.config["attack_hyperparameters"]["version"] == "auto-v1"
+    for comp in rec.components.values():
+        assert comp["per_query"]["n"] == rec.n_queries and set(comp["metrics"]) == set(rec.metrics)
+    assert rec.checks["unconverged"]["steps_check"] == 8
+    wide, notes = build_leaderboard(load_records(res))
+    assert "auto 5/255" in notes["titles"] and notes["titles"].index("auto 5/255") < notes["titles"].index("SMA 5/255")
