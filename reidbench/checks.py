@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from . import rng
-from .data.transforms import to_model_input
+from .data.transforms import select_rows, to_model_input
 
 __all__ = ["run_checks", "check_subset", "CHECK_FLAGS", "UNCONVERGED_MAP_POINTS", "ZERO_GRAD_FRACTION"]
 
@@ -83,8 +83,7 @@ def run_checks(attack, out: dict[str, Any], evalset, eval_model: torch.nn.Module
     model = getattr(attack, "model", None)
     if isinstance(model, torch.nn.Module):
         probe = list(range(min(8, len(evalset.q_pids))))
-        x = to_model_input([evalset.query_images[i] for i in probe] if isinstance(evalset.query_images, list)
-                           else evalset.query_images[:len(probe)], tuple(eval_model.input_size), device)
+        x = to_model_input(select_rows(evalset.query_images, probe), tuple(eval_model.input_size), device)
         feats = []
         was = model.training
         model.eval()

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import rng
-from ..data.transforms import to_model_input
+from ..data.transforms import select_rows, to_model_input
 from ..evaluation import evaluate_features, extract_features
 from ..utils import model_mode
 from .base import AttackContext, FeatureBank
@@ -110,7 +110,7 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
                   unit="batch", disable=not progress, leave=False):
         idx = order[s:s + batch_size]
         sel = torch.tensor(idx, dtype=torch.int64)
-        x = to_model_input(_rows(evalset.query_images, idx), size, device)
+        x = to_model_input(select_rows(evalset.query_images, idx), size, device)
         pids, camids = evalset.q_pids[sel.to(evalset.q_pids.device)], evalset.q_camids[sel.to(evalset.q_camids.device)]
         with rng.scope(key=key, purpose="attack", indices=idx):
             if ensemble:
@@ -150,13 +150,6 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
     if keep_images:
         out["images"] = torch.cat(kept)
     return out
-
-
-def _rows(images, idx: list[int]):
-    """The rows ``idx`` of a uint8 tensor or a list of images."""
-    if isinstance(images, torch.Tensor):
-        return images[torch.tensor(idx, dtype=torch.int64)]
-    return [images[i] for i in idx]
 
 
 def evaluate_attacked(out: dict[str, Any], evalset: EvalSet, *, rerank: bool = False, ap: str = "torchreid",
