@@ -1,7 +1,7 @@
 """The ``reidbench`` command line: one module per command.
 
 Each command module (``list``, ``data``, ``train``, ``eval``, ``attack``, ``matrix``,
-``leaderboard``, ``reproduce``, ``viz``) has ``add_parser(subparsers)`` and the function(s) its
+``leaderboard``, ``card``, ``submit``, ``reproduce``, ``viz``) has ``add_parser(subparsers)`` and the function(s) its
 parser runs. Options several commands share are declared once in :mod:`.options` (with the readers
 that turn them into objects); evaluation reports are printed by :mod:`.report`. Every command
 defaults to the embedded dataset ``synthreid`` so that it runs on a fresh machine.
@@ -22,7 +22,7 @@ from .options import SYNTH_SIZES, CLIError
 __all__ = ["main", "build_parser", "CLIError", "SYNTH_SIZES", "COMMANDS"]
 
 #: the command modules, in the order `reidbench --help` lists them
-COMMANDS = ("list", "train", "eval", "attack", "matrix", "leaderboard", "reproduce", "viz", "data")
+COMMANDS = ("list", "train", "eval", "attack", "matrix", "leaderboard", "card", "submit", "reproduce", "viz", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..matrix.records import METRIC_KEYS, iter_records
+from ..matrix.records import METRIC_KEYS
 from ..protocol import CLEAN, Threat
 from ..registry import ATTACKS, DefenseSpec, UnknownNameError, format_eps, parse_defense
+from .merge import load_board_records
 
-__all__ = ["load_records", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
+__all__ = ["load_records", "records_frame", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
            "render_html", "attack_title", "FLAG_HELP"]
 
 METRICS = METRIC_KEYS
@@ -64,10 +65,20 @@ def _randomised(defense: str) -> bool:
         return False
 
 
-def load_records(results: str | os.PathLike) -> pd.DataFrame:
-    """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays."""
+def load_records(results: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per record: the cell, its metrics (``rr_``: re-ranked), the per-query arrays.
+    ``results``: a results folder, or several merged into one board (:mod:`.merge`)."""
+    recs = load_board_records(results)
+    if not recs:
+        where = results if isinstance(results, (str, os.PathLike)) else " ".join(map(str, results))
+        raise ValueError(f"no records under {where}: run `reidbench matrix --results DIR` first")
+    return records_frame(recs)
+
+
+def records_frame(records) -> pd.DataFrame:
+    """The :func:`load_records` table of records already loaded (:class:`~reidbench.matrix.Record`)."""
     rows = []
-    for rec in iter_records(results):
+    for rec in records:
         cell, attack = rec.cell, rec.attack_text
         row = {"dataset": cell["dataset"], "model": cell["model"], "defense": cell["defense"],
                "attack": attack, "threat": rec.threat, "seed": int(cell["seed"]), "eps": rec.resolved_eps,
@@ -85,7 +96,7 @@ def load_records(results: str | os.PathLike) -> pd.DataFrame:
         row["components"], row["components_rerank"] = rec.component_results(), rec.component_results(rerank=True)
         rows.append(row)
     if not rows:
-        raise ValueError(f"no records under {results}/records: run `reidbench matrix --results {results}` first")
+        raise ValueError("no records")
     return pd.DataFrame(rows)
 
 
@@ -197,7 +208,14 @@ def build_leaderboard(df: pd.DataFrame, rerank: bool = False) -> tuple[pd.DataFr
         fired["mixed-code"] = (FLAG_HELP["mixed-code"].replace("the row's records", "the board's records")
                                + f" ({len(codes)} versions of the code: {', '.join(c[:16] for c in codes)})")
     wide = pd.DataFrame(rows)
-    notes = {"titles": [CLEAN, *titles, *worst_titles], "flags": fired, "rerank": rerank, "ranked_by": head,
+    columns = [{"title": CLEAN, "kind": CLEAN, "eps": None, "threat": "any"}]
+    for (a, e, t), title in zip(combos, titles):
+        threats = set(attacked[(attacked["attack"] == a) & attacked["eps"].apply(lambda v: v == e)]["threat"])
+        kind = ADAPTIVE if t == ADAPTIVE else (TRANSFER if threats == {TRANSFER} else WHITE_BOX)
+        columns.append({"title": title, "kind": "attack", "attack": a, "eps": e, "threat": kind})
+    columns += [{"title": wt, "kind": "worst", "eps": level, "threat": "any"}
+                for wt, level in zip(worst_titles, eps_levels or [None])]
+    notes = {"titles": [CLEAN, *titles, *worst_titles], "columns": columns, "flags": fired, "rerank": rerank, "ranked_by": head,
              "sources": sorted({str(v) for v in df["source"] if v}) if "source" in df else [],
              "versions": sorted({str(v) for v in df["version"]}),
              "git_shas": sorted({str(v) for v in df["git_sha"] if v}),
