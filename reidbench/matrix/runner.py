@@ -27,7 +27,7 @@ from .records import METRIC_KEYS, Record, encode_hits, git_sha, provenance, read
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_store", "cell_extra"]
+__all__ = ["run_matrix", "MatrixRun", "ensure_checkpoint", "checkpoint_location", "checkpoint_store", "cell_extra"]
 
 
 @dataclass
@@ -44,21 +44,32 @@ class MatrixRun:
         self.stages[stage] = round(self.stages.get(stage, 0.0) + seconds, 2)
 
 
+def checkpoint_location(preset: str, dataset, seed: int, *, epochs: int | None, store: Path) -> tuple[Path, str]:
+    """Where the checkpoint of ``preset`` trained on ``dataset`` with ``seed`` lives in the store, and
+    its key (preset -- the one whose weights it uses --, dataset fingerprint, seed, epochs, reidbench
+    version, training numerics)."""
+    from ..models.presets import training_preset
+
+    p = training_preset(preset)  # jad trains nothing of its own: it is pd's weights + CS
+    key = content_key({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
+                       "reidbench": __version__, "numerics": training_numerics(p)})
+    return store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}" / "model.pt", key
+
+
 def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, device: str, store: Path,
-                      progress: bool, run: MatrixRun | None = None) -> tuple[Path, dict[str, Any]]:
+                      progress: bool, run: MatrixRun | None = None,
+                      wait: bool = True) -> tuple[Path, dict[str, Any]] | None:
     """The checkpoint of ``preset`` trained on ``dataset`` with ``seed``: loaded from the store when
-    present, trained (resuming a killed training) otherwise. Keyed by preset, dataset fingerprint,
-    seed, epochs and reidbench's version."""
+    present, trained (resuming a killed training) otherwise. ``wait=False``: None at once when
+    another process is training it."""
     from ..models.presets import get_preset, training_preset
     from ..train import train_preset
 
-    p = training_preset(preset)  # jad trains nothing of its own: it is pd's weights + CS
+    p = training_preset(preset)
     if p.name != get_preset(preset).name:
         log.info("%s uses the weights of %s (it adds a test-time defense only)", preset, p.name)
-    key = content_key({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
-                       "reidbench": __version__, "numerics": training_numerics(p)})
-    out = store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}"
-    ckpt = out / "model.pt"
+    ckpt, key = checkpoint_location(preset, dataset, seed, epochs=epochs, store=store)
+    out = ckpt.parent
 
     def train() -> None:
         t0 = time.perf_counter()
@@ -67,7 +78,9 @@ def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, de
         if run is not None:
             run.add_time(f"train {p.name} (seed {seed})", time.perf_counter() - t0)
 
-    produce_once(ckpt, store, "train-" + key, f"training {p.name}", train)
+    produce_once(ckpt, store, "train-" + key, f"training {p.name}", train, wait=wait)
+    if not ckpt.is_file():
+        return None
     card = json.loads(ckpt.with_suffix(".json").read_text())
     return ckpt, card
 
@@ -181,17 +194,36 @@ class _MatrixRunner:
                   f"{len(c.attacks)} attacks, seeds {list(c.seeds)}) on {self.dataset.name}; results in {self.results}")
         return groups
 
-    def checkpoint(self, preset: str, seed: int) -> tuple[Path, dict[str, Any]]:
+    def checkpoint(self, preset: str, seed: int, wait: bool = True) -> tuple[Path, dict[str, Any]] | None:
         c = self.config
         return ensure_checkpoint(preset, self.dataset, seed, epochs=c.epochs, device=c.device, store=self.store,
-                                 progress=self.progress, run=self.run)
+                                 progress=self.progress, run=self.run, wait=wait)
+
+    def train_first(self, groups: dict[tuple, list[Cell]]) -> list[tuple]:
+        """Claim and run every training this run needs (the surrogate of transfer attacks included)
+        before any attack cell, passing over those another run is training; returns the rows in the
+        order to run them: rows whose weights are there first, rows waiting on another run last. So
+        copies of the matrix on one results folder (a job array) train in parallel instead of all
+        waiting behind the first training."""
+        c = self.config
+        needed = [(model, seed) for (seed, model, _) in groups]
+        needed += [(c.surrogate, cell.seed) for group in groups.values() for cell in group
+                   if cell.threat is Threat.TRANSFER]
+        for model, seed in dict.fromkeys(needed):
+            self.checkpoint(model, seed, wait=False)
+
+        def ready(row: tuple) -> bool:
+            seed, model, _ = row
+            return checkpoint_location(model, self.dataset, seed, epochs=c.epochs, store=self.store)[0].is_file()
+
+        return sorted(groups, key=lambda row: not ready(row))  # stable: the plan's order otherwise
 
     def generator(self, cell: Cell):
         """The fitted transfer attack of ``cell`` (fitted once per attack, seed and budget)."""
         c = self.config
         gkey = (cell.attack, cell.seed, cell.eps)
         if gkey not in self.generators:
-            sur_ckpt, sur_card = self.checkpoint(c.surrogate, cell.seed)
+            sur_ckpt, sur_card = self.checkpoint(c.surrogate, cell.seed)  # type: ignore[misc]
             overrides = {"epochs": c.dmr_epochs}  # --dmr-epochs: the fitting epochs of transfer attacks
             on_fit = (lambda s: self.run.add_time(f"fit {cell.attack.title}", s))  # type: ignore[union-attr]
             atk, path = fitted_generator(cell.attack, Surrogate(sur_ckpt, self.dataset, c.device, self.store,
@@ -325,7 +357,8 @@ class _MatrixRunner:
         self.load_dataset()
         groups = self.rows()
         bar = tqdm(total=self.n_cells, desc="matrix cells", unit="cell", disable=not self.progress)
-        for (seed, model_name, defense_spec), group in groups.items():
+        for row_key in self.train_first(groups):
+            (seed, model_name, defense_spec), group = row_key, groups[row_key]
             ckpt, card = self.checkpoint(model_name, seed)
             defense = defense_spec.build()
             pending = []

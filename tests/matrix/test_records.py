@@ -90,3 +90,53 @@ def test_record_is_typed_and_round_trips_keys_it_does_not_know(tmp_path):
     assert json.loads((tmp_path / "again.json").read_text()) == json.loads((tmp_path / "r.json").read_text())
     clean = Record.from_dict({**minimal(), "cell": {"attack": "clean", "threat": "clean"}, "eps": 0.5})
     assert clean.is_clean and clean.resolved_eps is None and clean.attack_text == "clean"
+
+
+def _foreign(claim, age: float, host: str = "another-host") -> None:
+    """A claim file of a process on another host whose last heartbeat is ``age`` seconds old."""
+    import time
+
+    claim.path.parent.mkdir(parents=True, exist_ok=True)
+    beat = time.time() - age
+    claim.path.write_text(json.dumps({"pid": 1, "host": host, "token": "t" * 32, "time": beat, "heartbeat": beat}))
+
+
+def test_a_held_claim_beats_and_another_hosts_claim_is_judged_by_its_heartbeat(tmp_path):
+    import time
+
+    held = CellClaim(tmp_path, "e" * 64, stale_seconds=5, heartbeat_seconds=0.05)
+    assert held.acquire()
+    first = held.info()["heartbeat"]
+    time.sleep(0.3)
+    assert held.info()["heartbeat"] > first and held.info()["host"] and held.info()["token"] == held.token
+    held.release()
+    assert held.info() is None
+
+    fresh = CellClaim(tmp_path, "f" * 64, stale_seconds=5, heartbeat_seconds=1)
+    _foreign(fresh, age=1.0)
+    assert not fresh.acquire()             # another host's claim with a recent heartbeat is respected
+    _foreign(fresh, age=10.0)
+    assert fresh.acquire()                 # its heartbeat stopped: taken over
+    assert fresh.info()["token"] == fresh.token
+    other = CellClaim(tmp_path, "f" * 64, stale_seconds=5, heartbeat_seconds=1)
+    assert not other.acquire()             # and the new holder is respected in turn
+    fresh.release()
+
+    with pytest.raises(ValueError, match="heartbeat"):
+        CellClaim(tmp_path, "g" * 64, stale_seconds=1, heartbeat_seconds=2)
+
+
+def test_a_holder_whose_claim_was_taken_over_never_deletes_the_new_one(tmp_path):
+    slow = CellClaim(tmp_path, "h" * 64, stale_seconds=5, heartbeat_seconds=4)
+    assert slow.acquire()
+    slow._stop.set()  # the holder stalls: no more heartbeats
+    info = slow.info()
+    info["heartbeat"] -= 60
+    slow.path.write_text(json.dumps(info))
+    taker = CellClaim(tmp_path, "h" * 64, stale_seconds=5, heartbeat_seconds=4)
+    assert taker.acquire()
+    assert not slow.beat() and slow.lost   # the stalled holder finds out at its next heartbeat
+    slow.release()
+    assert taker.info()["token"] == taker.token  # the new holder's claim is still there
+    taker.release()
+    assert not list(taker.path.parent.glob("*.stale")) and not list(taker.path.parent.glob("*.tmp"))

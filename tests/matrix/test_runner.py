@@ -225,3 +225,40 @@ def test_auto_cell_records_components_checks_and_its_board_column(tiny_synth, st
     assert rec.checks["unconverged"]["steps_check"] == 8
     wide, notes = build_leaderboard(load_records(res))
     assert "auto 5/255" in notes["titles"] and notes["titles"].index("auto 5/255") < notes["titles"].index("SMA 5/255")
+
+
+def test_trainings_are_claimed_first_and_rows_waiting_on_another_run_go_last(tiny_synth, tmp_path):
+    """Copies of the matrix on one folder (a job array): while another host trains the baseline, this
+    run trains pd and finishes pd's cells instead of waiting, then takes the baseline over once the
+    other run's claim is gone."""
+    import json
+    import threading
+    import time
+
+    from reidbench.data import load_dataset
+    from reidbench.matrix.runner import checkpoint_location
+    from reidbench.store import CellClaim
+
+    own, res = tmp_path / "store", tmp_path / "res"
+    cfg = config(tiny_synth, models=("baseline", "pd"), attacks=("sma",), rerank=False, checks=0)
+    ds = load_dataset("synthreid", tiny_synth)
+    ckpt, key = checkpoint_location("baseline", ds, 0, epochs=cfg.epochs, store=own)
+    foreign = CellClaim(own, "train-" + key)
+    foreign.path.parent.mkdir(parents=True)
+    foreign.path.write_text(json.dumps({"pid": 1, "host": "node-7", "token": "x" * 32, "time": time.time(),
+                                        "heartbeat": time.time() + 3600}))  # fresh for the whole test
+
+    def other_host_gives_up():  # once pd's two cells are recorded, the other run's claim goes away
+        deadline = time.time() + 120
+        while len(list((res / "records").glob("pd__*.json"))) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        foreign.path.unlink()
+
+    helper = threading.Thread(target=other_host_gives_up, daemon=True)
+    helper.start()
+    run = run_matrix(cfg, res, store=own, progress=False)
+    helper.join()
+    assert len(run.computed) == 4
+    pd_done = max(p.stat().st_mtime for p in (res / "records").glob("pd__*.json"))
+    assert ckpt.is_file() and ckpt.stat().st_mtime > pd_done      # the baseline was trained after pd's cells
+    assert not list((own / "claims").glob("*.lock")) and not list((res / "claims").glob("*.lock"))
