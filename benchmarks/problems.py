@@ -8,6 +8,8 @@ import torch
 # Market-1501 test split: 3,368 queries, 15,913 gallery images (pid -1 removed), 750 test
 # identities plus distractors (pid 0), 6 cameras; features are 512-d like the seed's ft_net.
 MARKET = dict(num_query=3368, num_gallery=15913, num_ids=750, num_cams=6, dim=512)
+# MSMT17 test split: 11,659 queries, 82,161 gallery images, 3,060 test identities, 15 cameras
+MSMT17 = dict(num_query=11659, num_gallery=82161, num_ids=3060, num_cams=15, dim=512)
 
 
 def make_problem(num_query, num_gallery, num_ids, num_cams, dim, distractor_frac=0.15, noise=2.5, seed=0):

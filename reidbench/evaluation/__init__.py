@@ -6,8 +6,8 @@ Everything runs in torch on the device of the input tensors, chunked so that Mar
 
 from .distance import compute_distance, check_finite_features
 from .rank import evaluate_rank
-from .rerank import re_ranking
+from .rerank import re_ranking, re_ranking_features
 from .features import EVAL_NUMERICS, METRIC_KEYS, evaluate_features, evaluate_model, extract_features, summarize
 
-__all__ = ["compute_distance", "check_finite_features", "evaluate_rank", "re_ranking", "extract_features",
+__all__ = ["compute_distance", "check_finite_features", "evaluate_rank", "re_ranking", "re_ranking_features", "extract_features",
            "evaluate_features", "evaluate_model", "summarize", "METRIC_KEYS", "EVAL_NUMERICS"]

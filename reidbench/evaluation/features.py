@@ -14,7 +14,7 @@ from ..data.transforms import to_model_input
 from ..utils import model_mode
 from .distance import check_finite_features, compute_distance
 from .rank import evaluate_rank
-from .rerank import re_ranking
+from .rerank import re_ranking, re_ranking_features
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,33 @@ def summarize(result: dict) -> dict[str, float]:
     return {"R1": pick(1), "R5": pick(5), "R10": pick(10), "mAP": result["mAP"] * 100, "mINP": result["mINP"] * 100}
 
 
+#: re-ranking reads dense (Q x Q) and (G x G) distance matrices -- exactly the reference's numbers --
+#: while they take at most this many GiB together; beyond (MSMT17: 27 GiB for the gallery alone) it
+#: computes them from the features, block by block (equal up to float32 rounding)
+RERANK_DENSE_GB = 2.0
+
+
 def evaluate_features(qf: torch.Tensor, gf: torch.Tensor, q_pids, g_pids, q_camids, g_camids,
-                      rerank: bool = False, metric: str = "cosine", ap: str = "torchreid") -> dict:
+                      rerank: bool = False, metric: str = "cosine", ap: str = "torchreid",
+                      rerank_dense_gb: float = RERANK_DENSE_GB) -> dict:
     """Metrics of query features against gallery features, optionally with re-ranking.
 
     Returns ``{"R1", "R5", "R10", "mAP", "mINP"}`` in percent plus ``"per_query"`` (first-match
     ranks, APs) and, with ``rerank``, the same under ``"rerank"``. Re-ranking follows the seed's and
-    torchreid's convention: squared Euclidean distances of the (normalised) features."""
+    torchreid's convention: squared Euclidean distances of the (normalised) features; no (G x G)
+    matrix is built when it would exceed ``rerank_dense_gb`` (:data:`RERANK_DENSE_GB`)."""
     dist = compute_distance(qf, gf, metric)
     res = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, ap=ap)
+    del dist  # (Q x G): free before re-ranking makes its own
     out: dict = summarize(res)
     out["per_query"] = {"first_match_rank": res["first_match_rank"].tolist(),
                         "ap": np.nan_to_num(res["ap_per_query"], nan=-1.0).round(6).tolist()}
     if rerank:
-        rr = re_ranking(compute_distance(qf, gf, "sqeuclidean"), compute_distance(qf, qf, "sqeuclidean"),
-                        compute_distance(gf, gf, "sqeuclidean"))
+        if (len(qf) ** 2 + len(gf) ** 2) * 4 <= rerank_dense_gb * (1 << 30):
+            rr = re_ranking(compute_distance(qf, gf, "sqeuclidean"), compute_distance(qf, qf, "sqeuclidean"),
+                            compute_distance(gf, gf, "sqeuclidean"))
+        else:
+            rr = re_ranking_features(qf, gf)
         rres = evaluate_rank(rr, q_pids, g_pids, q_camids, g_camids, ap=ap)
         out["rerank"] = summarize(rres)
         out["rerank"]["per_query"] = {"first_match_rank": rres["first_match_rank"].tolist(),

@@ -96,3 +96,38 @@ def test_negative_entries_and_asymmetric_inputs_follow_the_reference():
     gg_asym = gg * (1 + 0.3 * rng.random(gg.shape).astype(np.float32))
     ref = torchreid_rerank().re_ranking(qg, qq, gg_asym)
     np.testing.assert_allclose(re_ranking(qg, qq, gg_asym), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("k1,k2,memory", [(20, 6, 0.25), (7, 1, 1e-4), (5, 3, 2e-5)])
+def test_from_features_equals_the_dense_path_without_a_gallery_by_gallery_matrix(k1, k2, memory):
+    from reidbench.evaluation import re_ranking_features
+
+    rng = np.random.default_rng(k1)
+    q, _ = features(rng, 70, n_ids=9)
+    g, _ = features(rng, 260, n_ids=9)
+    dense = re_ranking(*dists(q, g), k1=k1, k2=k2)
+    ours = re_ranking_features(torch.from_numpy(q), torch.from_numpy(g), k1=k1, k2=k2, max_memory_gb=memory)
+    assert isinstance(ours, torch.Tensor) and ours.shape == dense.shape
+    np.testing.assert_allclose(ours.numpy(), dense, atol=2e-6, rtol=0)
+    ref = torchreid_rerank().re_ranking(*dists(q, g), k1=k1, k2=k2)
+    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-5, rtol=0)
+
+
+def test_evaluation_beyond_the_dense_budget_reads_features_only(monkeypatch):
+    import reidbench.evaluation.features as features_mod
+    from reidbench.evaluation import evaluate_features
+
+    rng = np.random.default_rng(5)
+    q, q_ids = features(rng, 40, n_ids=6)
+    g, g_ids = features(rng, 150, n_ids=6)
+    q_cams, g_cams = np.zeros(40, np.int64), np.ones(150, np.int64)
+    args = (torch.from_numpy(q), torch.from_numpy(g), q_ids, g_ids, q_cams, g_cams)
+    dense = evaluate_features(*args, rerank=True)
+    shapes = []
+    real = features_mod.compute_distance
+    monkeypatch.setattr(features_mod, "compute_distance", lambda a, b, m: shapes.append((len(a), len(b))) or real(a, b, m))
+    small = evaluate_features(*args, rerank=True, rerank_dense_gb=0)
+    assert shapes == [(40, 150)]  # the (Q x G) ranking distances only: no (G x G), no (Q x Q)
+    for k in ("R1", "R5", "mAP", "mINP"):
+        assert small["rerank"][k] == pytest.approx(dense["rerank"][k], abs=1e-6)
+    assert small["rerank"]["mAP"] != pytest.approx(small["mAP"], abs=1e-3)  # re-ranking did change the ranking
