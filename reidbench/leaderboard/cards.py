@@ -45,7 +45,7 @@ class ModelCard:
     venue: str = ""
     url: str = ""
     architecture: str = ""
-    initialisation: str = ""          # "random", "imagenet (torchvision)", "imagenet (efficientnet-lite0)", ...
+    initialisation: str = ""          # "scratch", "imagenet/efficientnet-lite0", "torchvision/IMAGENET1K_V1", ...
     training_data: str = ""           # dataset name
     training_fingerprint: str = ""    # the dataset's content fingerprint
     training_recipe: dict[str, Any] = field(default_factory=dict)  # recipe name, epochs, training defense, seed
@@ -143,8 +143,12 @@ def _row_names(model: str, defense: str) -> tuple[str, str]:
 
 
 def _initialisation(meta: dict[str, Any]) -> str:
+    """A sidecar's ``init`` (``scratch``, ``imagenet/efficientnet-lite0``, ...); older sidecars say
+    only whether the weights were pretrained."""
+    if meta.get("init"):
+        return str(meta["init"])
     pretrained = meta.get("pretrained", (meta.get("arch_kwargs") or {}).get("pretrained"))
-    return "imagenet" if pretrained else "random"
+    return "imagenet" if pretrained else "scratch"
 
 
 def card_from_checkpoint(checkpoint: str | os.PathLike, *, model: str | None = None, defense: str | None = None,
@@ -233,7 +237,7 @@ def card_from_records(records: Iterable) -> ModelCard:
     return ModelCard(
         model=rec.cell["model"], defense=defense, description=_paper(MODELS, preset), source="preset",
         source_name=preset, paper=_paper(DEFENSES, m.get("train_defense")), architecture=str(m.get("arch", "")),
-        initialisation=_checkpoint_initialisation(m.get("checkpoint")),
+        initialisation=str(m.get("init") or _checkpoint_initialisation(m.get("checkpoint"))),
         training_data=str(ds.get("name", rec.cell.get("dataset", ""))), training_fingerprint=str(ds.get("fingerprint", "")),
         training_recipe={k: v for k, v in {"epochs": m.get("epochs"), "train_defense": m.get("train_defense"),
                                            "seed": rec.cell.get("seed")}.items() if v is not None},

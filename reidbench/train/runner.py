@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..data import ReIDDataset, load_images
 from ..models import build_architecture, get_preset, save_checkpoint
+from ..models.architectures import initialisation
 from ..registry import ARCHITECTURES, parse_defense
 from ..training_protocol import TrainingHooks
 from ..utils import seed_everything
@@ -32,13 +33,18 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
                  progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
     """Train model preset ``preset`` on ``dataset.train``; write ``out_dir/model.pt`` + ``model.json``.
 
-    ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained`` (real datasets) loads ImageNet
-    weights through torchvision (default on for real datasets, off for synthreid)."""
+    ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained``
+    starts from the architecture's ImageNet weights (torchvision's, a download, for ft_net and the
+    other ResNet/DenseNet models; the packaged ones, offline, for efficientnet-lite0/-lite2); default
+    on for real datasets, off for synthreid. The sidecar's ``init`` says which
+    (:func:`~reidbench.models.architectures.initialisation`)."""
     p = get_preset(preset)
     arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained)
-    if arch:
-        arch_name = arch
+    if arch and ARCHITECTURES.entry(arch).name != ARCHITECTURES.entry(arch_name).name:
+        arch_name = arch  # another architecture: the preset's architecture arguments do not apply to it
+        arch_kwargs = {k: v for k, v in arch_kwargs.items() if k == "pretrained"}
     arch_name = ARCHITECTURES.entry(arch_name).name  # canonical spelling in the checkpoint card
+    init = initialisation(arch_name, bool(arch_kwargs.get("pretrained", False)))  # before any work: fails early
     recipe = get_recipe(recipe_name)
     if epochs is not None:
         recipe = recipe.replace(epochs=epochs)
@@ -78,7 +84,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
     card = save_checkpoint(
         result.model, out / FINAL_CHECKPOINT, arch=arch_name, arch_kwargs=saved_kwargs, num_classes=num_classes,
-        preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)),
+        preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)), init=init,
         dataset={"name": dataset.name, "fingerprint": fingerprint}, recipe=recipe.to_dict(), seed=seed,
         train_defense=p.train_defense, test_defense=p.test_defense, history=history,
         defense=defense.describe() if defense is not None else None,

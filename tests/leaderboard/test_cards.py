@@ -28,7 +28,7 @@ def test_card_from_a_checkpoint_names_the_row_as_the_records_do(checkpoint, tmp_
     card = card_from_checkpoint(checkpoint, model="joint-defense", venue="CVPRW 2022", submitted_by="lab A")
     # the preset's alias is canonicalised by the registry, and jad's test-time defense is its default
     assert card.row == ("jad", "cs")
-    assert card.architecture == "resnet-small" and card.initialisation == "random"
+    assert card.architecture == "resnet-small" and card.initialisation == "scratch"
     assert card.training_data == "synthreid-tiny" and card.training_fingerprint == "ab" * 32
     assert card.training_recipe == {"recipe": "cpu", "epochs": 2, "train_defense": "pd", "seed": 3}
     assert "Gong" in card.paper and "3.2.2" in card.test_defense_paper  # PD's and CS's papers, from the registry

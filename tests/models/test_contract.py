@@ -12,8 +12,13 @@ ARCHS = ARCHITECTURES.names()
 
 @pytest.fixture(scope="module", params=ARCHS)
 def model(request):
+    from reidbench.models.imagenet import PretrainedMissingError
+
     torch.manual_seed(0)
-    m = build_architecture(request.param, num_classes=7)
+    try:
+        m = build_architecture(request.param, num_classes=7)
+    except PretrainedMissingError as e:  # an architecture whose network code comes with reidbench[pretrained]
+        pytest.skip(str(e))
     # small inputs keep the ResNet-50 / DenseNet-121 checks fast on a CPU; they are fully convolutional
     if request.param != "resnet-small":
         m.input_size = (64, 32)
