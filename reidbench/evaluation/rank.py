@@ -172,8 +172,9 @@ def _true_match_ranks(d, q_pids, g_pids, q_camids, g_camids, g_junk):
         ranks, tied = sparse
     else:
         ranks, tied = _dense_ranks(d, hit_sorted, n_hit, not_negative)
-    for i in tied.nonzero().flatten().tolist():
-        ranks[i, : int(n_hit[i])] = _stable_ranks(d[i], hit[i], ~not_negative[i])
+    rows = tied.nonzero().flatten()
+    if len(rows):  # one device-side pass for every query whose true match ties with a negative
+        ranks[rows] = _stable_ranks(d[rows], hit[rows], ~not_negative[rows], h)
     return ranks, n_hit
 
 
@@ -227,9 +228,20 @@ def _sparse_ranks(d, hit_sorted, n_hit, not_negative):
     return ranks, tied
 
 
-def _stable_ranks(d_row, hit_row, neg_row):
-    """Exact ranks of the true matches for one query, ties broken by gallery index (stable sort)."""
-    # items farther than the last true match cannot change a rank: leave them out of the sort
-    kept = ((hit_row | neg_row) & (d_row <= d_row[hit_row].max())).nonzero().flatten()
-    order = torch.sort(d_row[kept], stable=True).indices
-    return (hit_row[kept][order]).nonzero().flatten()
+def _stable_ranks(d, hit, neg, h, max_elements: int = 1 << 24):
+    """Exact ranks of the true matches of some queries (rows), ties broken by gallery index (a
+    stable sort), batched: ``(rows, h)`` with the first ``n_hit`` entries of each row meaningful.
+    Items farther than a row's last true match cannot change a rank: they sort last as +inf."""
+    out = torch.empty((d.shape[0], h), dtype=torch.int64, device=d.device)
+    step = max(1, max_elements // max(1, d.shape[1]))
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    for s in range(0, d.shape[0], step):
+        dd, hh, nn = d[s:s + step], hit[s:s + step], neg[s:s + step]
+        last = torch.where(hh, dd, -inf).amax(1, keepdim=True)
+        kept = (hh | nn) & (dd <= last)
+        order = torch.sort(torch.where(kept, dd, inf), dim=1, stable=True).indices
+        is_hit = hh.gather(1, order)
+        pos = torch.arange(dd.shape[1], device=d.device).expand_as(is_hit)
+        pos = torch.where(is_hit, pos, torch.full_like(pos, dd.shape[1]))
+        out[s:s + step] = torch.sort(pos, dim=1).values[:, :h]
+    return out

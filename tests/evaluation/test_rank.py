@@ -157,3 +157,25 @@ def test_runs_on_cuda_with_same_numbers():
     cpu = evaluate_rank(d, qp, gp, qc, gc)
     gpu = evaluate_rank(torch.from_numpy(d).cuda(), qp, gp, qc, gc)
     assert gpu["mAP"] == pytest.approx(cpu["mAP"], abs=1e-9)
+
+
+def test_tied_queries_are_ranked_in_one_batched_stable_sort():
+    """Every query with a tie goes through one stable sort on the device (in row chunks); each row
+    equals a stable sort of that query alone."""
+    rng = np.random.default_rng(3)
+    d, qp, gp, qc, gc = random_problem(rng, ties=True)
+    d, qp, gp, qc, gc = (torch.as_tensor(x) for x in (d, qp, gp, qc, gc))
+    same = gp[None] == qp[:, None]
+    hit = same & (gc[None] != qc[:, None])
+    neg = ~same
+    h = int(hit.sum(1).max())
+    batched = rank_mod._stable_ranks(d, hit, neg, h)
+    one_row_a_step = rank_mod._stable_ranks(d, hit, neg, h, max_elements=1)
+    assert torch.equal(batched, one_row_a_step)
+    for i in range(len(d)):
+        n = int(hit[i].sum())
+        if n == 0:
+            continue
+        kept = ((hit[i] | neg[i]) & (d[i] <= d[i][hit[i]].max())).nonzero().flatten()
+        order = torch.sort(d[i][kept], stable=True).indices
+        assert torch.equal(batched[i, :n], hit[i][kept][order].nonzero().flatten())
