@@ -9,3 +9,5 @@ for fmt in md csv html; do
 done
 reidbench leaderboard --results "$OUT" --format md --rerank --title "reidbench leaderboard: synthreid, re-ranked" \
   --out "$OUT/board-rerank.md"
+# the static site: sortable board, rules and flags, a page per row (cards, per-attack numbers, figures)
+reidbench leaderboard --results "$OUT" --format site --title "reidbench leaderboard: synthreid" --out "$OUT/site"

@@ -5,6 +5,7 @@ import html
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,14 @@ def test_a_browser_sorts_filters_and_follows_a_row(board, tmp_path):
         assert browser.find_element(By.ID, "flag-adaptive-weaker").is_displayed()
     finally:
         browser.quit()
+
+
+def test_the_committed_board_site_is_the_one_its_records_make(tmp_path):
+    board = Path(__file__).parents[2] / "leaderboards" / "synthreid"
+    if not (board / "site").is_dir():
+        pytest.skip("no committed board site")
+    fresh = write_site(board, tmp_path / "site", title="reidbench leaderboard: synthreid")
+    for name in ("index.html", "rules.html", "board.json"):
+        assert (fresh / name).read_text() == (board / "site" / name).read_text(), (
+            f"leaderboards/synthreid/site/{name} is stale: run scripts/regenerate-leaderboard.sh")
+    assert sorted(p.name for p in (fresh / "rows").iterdir()) == sorted(p.name for p in (board / "site" / "rows").iterdir())
