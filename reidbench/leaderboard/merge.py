@@ -3,8 +3,8 @@ before it joins a board.
 
 The first results folder is the board; the others are submissions. A submission's record joins
 only when it measures what the board measures: the same dataset (by content fingerprint), AP
-convention, query count, and per column the same attack hyper-parameters (budget, steps, ...) and
-EOT. Two records of one board cell must agree: the same cell computed twice (same key, same
+convention, query count, one of the board's columns (attack, budget, threat), and per column the
+same attack hyper-parameters (steps, step size, ...) and EOT. Two records of one board cell must agree: the same cell computed twice (same key, same
 numbers) is kept once; two different results for one cell are refused, never averaged."""
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def merge_records(sets: Sequence[Sequence[Record]], names: Sequence[str] | None 
     protocol: dict[tuple, tuple[dict[str, Any], Record]] = {}
     datasets: dict[str, tuple[tuple[Any, int], Record]] = {}
     ap: tuple[Any, Record] | None = None
+    board_columns: set[tuple] = set()
+    board_datasets: set[str] = set()
     out: list[Record] = []
     for name, records in zip(names, sets):
         for rec in records:
@@ -122,6 +124,18 @@ def merge_records(sets: Sequence[Sequence[Record]], names: Sequence[str] | None 
                                           f"{ap[0]!r} ({_where(ap[1])}): rerun with --ap {ap[0]}")
                 ap = ap or (convention, rec)
             col = (ds_name, ident[3], ident[4], ident[5])
+            shown = (ds_name, ident[3], ident[5], ident[4] == Threat.ADAPTIVE.value)  # the board's column
+            if name == names[0]:
+                board_columns.add(shown)
+                board_datasets.add(ds_name)
+            elif not rec.is_clean and ds_name in board_datasets and shown not in board_columns:
+                have = sorted(f"{'' if e is None else f'{e:g}/255 '}{'adaptive' if a else 'white-box/oblivious'}"
+                              for d, atk, e, a in board_columns if d == ds_name and atk == ident[3])
+                raise SubmissionError(
+                    f"{_where(rec)} ({name}) measures {ident[3]} ({ident[4]}"
+                    + ("" if ident[5] is None else f" at {ident[5]:g}/255") + "), which the board does not: "
+                    + (f"its {ident[3]} columns are {', '.join(have)}" if have else f"the board has no {ident[3]} column")
+                    + "; rerun with the board's budgets and threats")
             if not rec.is_clean and col in protocol:
                 have, ref = protocol[col]
                 diff = [k for k in proto if proto[k] != have[k]]
