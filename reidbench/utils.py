@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import tempfile
@@ -42,8 +43,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` written atomically, and byte-reproducible: torch names the archive's inner
+    folder after the file it writes, so saving into a temporary file would put that file's random
+    name into the bytes (and into the checkpoint's SHA-256, which keys every cell). The archive is
+    built in memory, under torch's fixed name for streams, and then written."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 @contextmanager

@@ -33,3 +33,21 @@ def test_build_defense_with_arguments_and_compositions():
     assert isinstance(comp, ComposedDefense) and comp.parts[1].quality == 50
     with pytest.raises(ValueError, match="accepts sizes, native"):
         build_defense("cs(size=P1)")
+
+
+def test_torch_saves_are_byte_reproducible(tmp_path):
+    """Equal weights give an equal file, whatever its name or temporary name: the checkpoint's
+    SHA-256 keys every matrix cell."""
+    import hashlib
+
+    import torch
+
+    from reidbench.utils import atomic_torch_save
+
+    state = {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2)}
+    atomic_torch_save(state, tmp_path / "a" / "model.pt")
+    atomic_torch_save({k: v.clone() for k, v in state.items()}, tmp_path / "b" / "other.pt")
+    digest = [hashlib.sha256((tmp_path / p).read_bytes()).hexdigest() for p in ("a/model.pt", "b/other.pt")]
+    assert digest[0] == digest[1]
+    back = torch.load(tmp_path / "b" / "other.pt", weights_only=True)
+    assert torch.equal(back["w"], state["w"]) and not list(tmp_path.rglob("*.tmp"))

@@ -37,6 +37,14 @@ def add_parser(sub) -> None:
     options.add_device(p)
     options.add_batch_size(p)
     options.add_run_store(p)
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: this process (default, no setup); ray: trainings, features and cells as Ray tasks "
+                        "(pip install 'reidbench[distributed]'), records written here")
+    p.add_argument("--address", default=None, help="with --executor ray: the cluster (HOST:PORT or auto; default: "
+                                                   "start a local one)")
+    p.add_argument("--gpus-per-task", type=float, default=None,
+                   help="with --executor ray: GPUs per task, fractions allowed (default: 1 when the cluster has GPUs)")
+    p.add_argument("--ray-cpus", type=int, default=None, help="with --executor ray and no --address: CPUs of the local cluster")
     p.set_defaults(func=run)
 
 
@@ -59,8 +67,17 @@ def run(args: argparse.Namespace) -> int:
                           device=options.device(args.device), batch_size=args.batch_size,
                           attack_args=options.per_attack_args(args.attack_arg), checks=args.checks)
     results = args.results or "results"
-    run = run_matrix(config, results, force=args.force, progress=not args.quiet, store=args.checkpoints,
-                     echo=options.echo(args))
+    if args.executor == "ray":
+        from ..matrix.ray_executor import run_matrix_ray
+
+        run = run_matrix_ray(config, results, address=args.address, gpus_per_task=args.gpus_per_task,
+                             num_cpus=args.ray_cpus, force=args.force, progress=not args.quiet, store=args.checkpoints,
+                             echo=options.echo(args))
+    else:
+        if args.address or args.gpus_per_task is not None or args.ray_cpus is not None:
+            raise options.CLIError("--address, --gpus-per-task and --ray-cpus are options of --executor ray")
+        run = run_matrix(config, results, force=args.force, progress=not args.quiet, store=args.checkpoints,
+                         echo=options.echo(args))
     print(render(results, "md", rerank=False, title=f"reidbench leaderboard ({config.dataset})"))
     if args.rerank:
         print(render(results, "md", rerank=True, title="with k-reciprocal re-ranking"))

@@ -1,0 +1,67 @@
+"""The matrix on a local Ray cluster: the records equal the in-process run's, cell for cell, each
+cell computed once; a task that fails once is retried; Ray missing or a dead address are clear
+errors before any work."""
+
+import pytest
+import torch
+
+from reidbench.matrix import MatrixConfig, iter_records, run_matrix
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test]' or reidbench[distributed])")
+
+FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _metrics(results):
+    return {r.slug: (r.metrics, r.metrics_rerank, r.per_query, r.config["model"]["sha256"]) for r in iter_records(results)}
+
+
+def test_ray_missing_or_an_address_that_does_not_answer_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    from reidbench.cli import main
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert main(["matrix", "--executor", "ray", "--results", str(tmp_path / "r")]) == 2
+    assert "reidbench[distributed]" in capsys.readouterr().err
+    monkeypatch.setattr(builtins, "__import__", real)
+    assert main(["matrix", "--executor", "ray", "--address", "127.0.0.1:9", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1:9" in err and not (tmp_path / "r" / "records").exists()
+    assert main(["matrix", "--address", "127.0.0.1:9", "--results", str(tmp_path / "r")]) == 2
+    assert "options of --executor ray" in capsys.readouterr().err
+
+
+def test_a_ray_run_equals_the_in_process_run_and_retries_a_lost_task(tiny_synth, tmp_path, cluster):
+    from reidbench.matrix.ray_executor import run_matrix_ray
+
+    cfg = MatrixConfig(data_root=str(tiny_synth), models=("baseline",), attacks=("sma", "lta"), defenses=("none", "cs"),
+                       **FAST)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Ray task has one CPU: the same arithmetic in both runs
+    try:
+        local = run_matrix(cfg, tmp_path / "local", store=tmp_path / "store-local", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    fault = tmp_path / "fault-marker"
+    remote = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False, fault_once=fault)
+    assert fault.is_file()                          # one cell task failed once ...
+    assert sorted(remote.computed) == sorted(local.computed) and len(set(remote.computed)) == len(remote.computed) == 8
+    assert _metrics(tmp_path / "ray") == _metrics(tmp_path / "local")   # ... and was retried: same records
+    assert list((tmp_path / "store-ray").glob("baseline-*/model.pt"))   # the checkpoint came back to the driver
+    again = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
+    assert not again.computed and len(again.skipped) == 8
