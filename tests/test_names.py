@@ -20,6 +20,7 @@ NOT_NAMES = {
     ("defenses/goat.py", "sma"): "GOAT's own guides option (fna | sma), validated by GOAT",
     ("cli/options.py", "auto"): "--device auto (pick CUDA when present), not the attack",
     ("data/msmt17.py", "auto"): "MSMT17's version=auto (v2, else v1), not the attack",
+    ("matrix/ray_executor.py", "auto"): "Ray's --address auto (the cluster this node belongs to), not the attack",
 }
 
 

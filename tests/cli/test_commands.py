@@ -68,7 +68,7 @@ def test_train_then_eval_json_and_cross_domain(tiny_synth, tmp_path, capsys):
     assert main(["-q", "train", "--model", "baseline", "--data-root", str(tiny_synth), "--epochs", "2",
                  "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "trained baseline (resnet-small)" in text and (out / "model.pt").is_file() and (out / "last.pt").is_file()
+    assert "trained baseline (resnet-small, init scratch)" in text and (out / "model.pt").is_file() and (out / "last.pt").is_file()
     assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth), "--json",
                  "--rerank"]) == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
