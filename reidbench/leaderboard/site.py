@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from ..matrix.records import Record
-from ..protocol import CLEAN, Threat
+from ..protocol import CLEAN
 from ..utils import atomic_write_text
 from .cards import CardError, ModelCard, cards_for_board, read_cards
-from .merge import load_board_records
+from .merge import column_protocol, load_board_records
 from .tables import (FLAG_HELP, _attack_order, _cell_text, _fmt_eps, _footnotes, attack_title, build_leaderboard,
                      records_frame)
 
@@ -157,12 +157,12 @@ def _protocol_rows(records: list[Record]) -> list[tuple[str, str, str, str]]:
     for r in records:
         if r.is_clean:
             continue
-        hp = dict(r.config.get("attack_hyperparameters") or {})
-        hp.pop("seed", None)
+        proto = column_protocol(r)  # what a board holds fixed per column (merge.py)
+        hp, eot = proto["attack hyper-parameters"], proto["EOT samples"]
         key = (attack_title(r.attack_text), r.threat, _fmt_eps(r.resolved_eps))
         text = ", ".join(f"{k}={hp[k]}" for k in sorted(hp) if k != "eps")
-        if r.threat == Threat.ADAPTIVE.value and r.config.get("eot"):
-            text += f"; EOT samples {r.config.get('eot')} (randomised defenses)"
+        if eot:
+            text += f"; EOT samples {eot} (randomised defense)"
         seen.setdefault(key, text)
     return [(*k, v) for k, v in sorted(seen.items())]
 
