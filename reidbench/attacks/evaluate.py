@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import rng
+from .. import distributed, rng
 from ..data.transforms import select_rows, to_model_input
 from ..evaluation import evaluate_features, extract_features
 from ..utils import model_mode
@@ -97,18 +97,25 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
     each query's index, step and EOT sample; the defended model's by the query's index -- so a query
     gets the same result in any batch, order or subset. An ensemble (``auto``) also returns
     ``components``: each component's features and perturbation. ``zero_grad``: per query, whether
-    the attack's input gradient at its first step was exactly zero (None if the attack does not say)."""
+    the attack's input gradient at its first step was exactly zero (None if the attack does not say).
+
+    Under ``torchrun`` (:mod:`reidbench.distributed`) each rank attacks a contiguous shard of the
+    queries and every rank gets all rows back; the keyed draws make them one process's."""
     size = tuple(model.input_size)
     ctx = evalset.context() if context is None else context
     n_all = len(evalset.q_pids)
     order = list(range(n_all)) if indices is None else [int(i) for i in indices]
+    world = distributed.current()
+    distributed.check_items(len(order), "queries", world)
+    share = distributed.shard_range(len(order), world)
+    mine = order[share.start:share.stop]
     ensemble = hasattr(attack, "perturb_components")
     feats, linf, l2, kept, zero = [], [], [], [], []
     parts: dict[str, dict[str, list]] = {}
     t0 = time.perf_counter()
-    for s in tqdm(range(0, len(order), batch_size), desc=f"attacking queries ({getattr(attack, 'name', 'attack')})",
-                  unit="batch", disable=not progress, leave=False):
-        idx = order[s:s + batch_size]
+    for s in tqdm(range(0, len(mine), batch_size), desc=f"attacking queries ({getattr(attack, 'name', 'attack')})",
+                  unit="batch", disable=not progress or not world.is_main, leave=False):
+        idx = mine[s:s + batch_size]
         sel = torch.tensor(idx, dtype=torch.int64)
         x = to_model_input(select_rows(evalset.query_images, idx), size, device)
         pids, camids = evalset.q_pids[sel.to(evalset.q_pids.device)], evalset.q_camids[sel.to(evalset.q_camids.device)]
@@ -137,7 +144,15 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
                 p["l2"].append(delta.norm(dim=1).cpu())
         if keep_images:
             kept.append(adv.detach().cpu())
-    seconds = time.perf_counter() - t0
+    seconds = distributed.max_over_ranks(time.perf_counter() - t0, world)
+    if world.distributed:  # every rank's rows, in query order
+        feats, linf, l2 = ([distributed.gather_rows(torch.cat(v), world)] for v in (feats, linf, l2))
+        if all(z is not None for z in zero):
+            zero = [distributed.gather_rows(torch.cat(zero), world)]
+        kept = [distributed.gather_rows(torch.cat(kept), world)] if kept else kept
+        for p in parts.values():
+            for k in ("features", "linf", "l2"):
+                p[k] = [distributed.gather_rows(torch.cat(p[k]), world)]
     linf_t, l2_t = torch.cat(linf), torch.cat(l2)
     out = {"features": torch.cat(feats), "linf": linf_t, "l2": l2_t, "seconds": seconds,
            "linf_max": float(linf_t.max()), "linf_mean": float(linf_t.mean()), "l2_mean": float(l2_t.mean()),
@@ -205,11 +220,14 @@ def evaluate_gallery_attack(attack, dataset, model: torch.nn.Module, evalset: Ev
     ctx = AttackContext(gallery=FeatureBank(evalset.q_feats, evalset.q_pids, evalset.q_camids))
     target = torch.isin(evalset.g_pids, evalset.q_pids).nonzero().flatten().tolist()
     feats = evalset.g_feats.clone()
+    world = distributed.current()
+    distributed.check_items(len(target), "gallery images to attack", world)
+    share = distributed.shard_range(len(target), world)
     linf, l2 = [], []
     t0 = time.perf_counter()
-    for s in tqdm(range(0, len(target), batch_size), desc="attacking gallery", unit="batch", disable=not progress,
-                  leave=False):
-        idx = target[s:s + batch_size]
+    for s in tqdm(range(share.start, share.stop, batch_size), desc="attacking gallery", unit="batch",
+                  disable=not progress or not world.is_main, leave=False):
+        idx = target[s:min(share.stop, s + batch_size)]
         x = to_model_input([g.images[i] for i in idx] if isinstance(g.images, list) else g.images[idx], size, device)
         pids = evalset.g_pids[idx]
         # guides: every query of the identity (a gallery image has no "same camera" junk rule)
@@ -220,7 +238,11 @@ def evaluate_gallery_attack(attack, dataset, model: torch.nn.Module, evalset: Ev
         l2.append(delta.norm(dim=1).cpu())
         with rng.scope(key="", purpose="gallery", indices=idx):
             feats[idx] = _eval_features(model, adv)
-    seconds = time.perf_counter() - t0
+    seconds = distributed.max_over_ranks(time.perf_counter() - t0, world)
+    if world.distributed:  # every rank's attacked rows
+        mine = target[share.start:share.stop]
+        feats[target] = distributed.gather_rows(feats[mine], world)
+        linf, l2 = [distributed.gather_rows(torch.cat(linf), world)], [distributed.gather_rows(torch.cat(l2), world)]
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)
     attacked = evaluate_features(evalset.q_feats, feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,

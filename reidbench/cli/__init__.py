@@ -10,8 +10,10 @@ defaults to the embedded dataset ``synthreid`` so that it runs on a fresh machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -58,8 +60,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if _launched():
+            return _run_distributed(func, args)
         return func(args)
     except (CLIError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError, OSError,
             RuntimeError) as e:
         print(f"reidbench: error: {e}", file=sys.stderr)
         return 2
+
+
+def _launched() -> bool:
+    from .. import distributed
+
+    return distributed.launched()
+
+
+def _run_distributed(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """One of ``torchrun``'s processes: join the job (NCCL on GPUs, gloo on CPUs); rank 0 alone
+    prints, shows progress and writes files."""
+    from .. import distributed
+    from .options import device
+
+    if not getattr(args, "torchrun", False):
+        raise CLIError(f"`reidbench {args.command}` runs in one process; under torchrun run `train`, `eval` or "
+                       f"`attack` (a whole board on several machines: `reidbench matrix --executor ray`)")
+    with distributed.session(device(getattr(args, "device", None))) as world:
+        if world.is_main:
+            return func(args)
+        args.quiet = True
+        logging.getLogger().setLevel(logging.ERROR)
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return func(args)

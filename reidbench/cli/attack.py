@@ -33,10 +33,11 @@ def add_parser(sub) -> None:
                    help="transfer attacks (dmr): the checkpoint the generator is fitted on (default: --checkpoint "
                         "itself); another model's checkpoint makes it a transfer / black-box attack")
     options.add_json(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench attack: data-parallel
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..attacks import save_adversarial
     from ..attacks.evaluate import evaluate_attack, evaluate_gallery_attack, prepare_evalset
     from ..attacks.io import JPEG75
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"attack": repr(attack), "checkpoint": str(args.checkpoint), "dataset": ds.name, "io": io}
     if surrogate is not None:
         meta["surrogate"] = str(surrogate)
-    if args.save:
+    if args.save and distributed.current().is_main:  # torchrun: rank 0 writes
         fmt = args.save_format or ("pt" if args.save.endswith(".pt") else "png")
         save_adversarial(res["images"], args.save, fmt=fmt, names=evalset.query_names,
                          meta={**meta, "fingerprint": ds.fingerprint()})

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     options.add_device(p)
     options.add_defense(p)
     options.add_json(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench eval: data-parallel
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,17 +102,24 @@ def device(name: str | None) -> str:
     """--device: ``auto`` is CUDA when there is one; a CUDA device where none exists is an error."""
     import torch
 
+    from .. import distributed
+
     if name in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    world = distributed.current()
+    if name == "cuda" and world.distributed:  # torchrun: this process's GPU
+        return f"cuda:{world.local_rank}"
     return name
 
 
 def load_data(name: str, args: argparse.Namespace):
+    from .. import distributed
     from ..data import open_dataset
 
-    return open_dataset(name, args.data_root, size=args.synth_size, progress=not args.quiet)
+    with distributed.main_first():  # torchrun: one process generates or checks the files, the others reuse them
+        return open_dataset(name, args.data_root, size=args.synth_size, progress=not args.quiet)
 
 
 def checkpoint_and_data(args: argparse.Namespace):

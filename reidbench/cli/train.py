@@ -28,10 +28,11 @@ def add_parser(sub) -> None:
     p.add_argument("--pretrained", choices=["on", "off"], default=None, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
     p.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench train: data-parallel
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..models.defended import DefendedModel
     from ..evaluation import evaluate_model
     from ..registry import parse_defense
@@ -58,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
         model = DefendedModel(result.model, defense) if defense is not None else result.model
         m = evaluate_model(model, ds, device=device, progress=not args.quiet)
         Report().add(f"{ds.name} (clean)", m).print()
-        (out / "eval.json").write_text(json.dumps(rounded(m), indent=2) + "\n")
+        if distributed.current().is_main:  # torchrun: rank 0 writes
+            (out / "eval.json").write_text(json.dumps(rounded(m), indent=2) + "\n")
     return 0

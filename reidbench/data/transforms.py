@@ -43,17 +43,24 @@ def to_model_input(images: torch.Tensor | Sequence[torch.Tensor], size: tuple[in
     return torch.cat(out, 0)
 
 
-def random_pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+def random_pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator,
+                         batch: int | None = None, start: int = 0) -> torch.Tensor:
     """The standard ReID train augmentation: zero-pad by ``pad``, random crop back to the size,
-    random horizontal flip (p = 0.5), one draw per image."""
+    random horizontal flip (p = 0.5), one draw per image.
+
+    ``batch``/``start``: ``x`` holds rows ``start ...`` of a batch of ``batch`` images (a rank's shard
+    under torchrun): the draws are made for the whole batch, as one process makes them, and this
+    shard's are applied."""
     b, _, h, w = x.shape
+    total = b if batch is None else int(batch)
+    rows = slice(start, start + b)
     if pad > 0:
         padded = F.pad(x, (pad, pad, pad, pad))
-        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
-        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+        oy = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[rows].tolist()
+        ox = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[rows].tolist()
         x = torch.stack([padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w] for i in range(b)])
     if flip:
-        f = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        f = (torch.rand(total, generator=generator)[rows] < 0.5).to(x.device)
         x = torch.where(f[:, None, None, None], x.flip(3), x)
     return x
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import rng
+from .. import distributed, rng
 from ..data.transforms import to_model_input
 from ..utils import model_mode
 from .distance import check_finite_features, compute_distance
@@ -36,20 +36,26 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Sequence[tor
     ``images`` are resized to ``model.input_size`` when needed. The features stay on ``device``
     (default: the model's). A randomised test-time defense in ``model`` draws keyed by ``purpose``
     (``query``, ``gallery``) and each image's index (:mod:`reidbench.rng`): the same image set gives
-    the same features whatever the batch size or what ran before."""
+    the same features whatever the batch size or what ran before. Under ``torchrun``
+    (:mod:`reidbench.distributed`) each rank computes a contiguous shard and every rank gets all rows."""
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
     size = tuple(model.input_size)
+    world = distributed.current()
+    distributed.check_items(len(images), desc, world)
+    mine = distributed.shard_range(len(images), world)
     out = []
     with model_mode(model):
-        for s in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
-            e = min(len(images), s + batch_size)
+        for s in tqdm(range(mine.start, mine.stop, batch_size), desc=desc, leave=False,
+                      disable=not progress or not world.is_main):
+            e = min(mine.stop, s + batch_size)
             with rng.scope(key="", purpose=purpose, indices=range(s, e)):
                 out.append(model(to_model_input(images[s:e], size, device)))
     feats = torch.cat(out, 0)
     check_finite_features(feats, desc)
-    return feats
+    return distributed.gather_rows(feats, world)
+
 
 
 def summarize(result: dict) -> dict[str, float]:

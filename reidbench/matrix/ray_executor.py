@@ -46,11 +46,14 @@ def ray_available() -> bool:
 
 # -- on the workers ---------------------------------------------------------------------------------
 _STORES: dict[str, Path] = {}
+_RUNNERS: dict[str, Any] = {}       # one runner (an opened dataset) per plan, kept between tasks
+_MODELS: dict[tuple, Any] = {}      # the last loaded checkpoint(s): a row's cells reuse them
 
 
 def _worker_runner(config, fingerprint: str, files: dict[str, bytes]):
     """This worker process's runner on its private store, with ``files`` (store-relative paths:
-    checkpoints, fitted generators) written into it."""
+    checkpoints, fitted generators) written into it. The runner and its opened dataset stay with the
+    worker process for the next task of the same plan (opening Market-1501 lists and hashes 30k files)."""
     from .runner import _MatrixRunner
 
     store = _STORES.setdefault("store", Path(tempfile.mkdtemp(prefix="reidbench-ray-store-")))
@@ -60,13 +63,30 @@ def _worker_runner(config, fingerprint: str, files: dict[str, bytes]):
             p.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(p) as tmp:
                 tmp.write_bytes(data)
-    runner = _MatrixRunner(config, store / "results", store, force=True, progress=False, echo=lambda s: None)
-    runner.load_dataset()
-    if runner.fingerprint != fingerprint:
-        raise RayExecutorError(f"the worker on {os.uname().nodename} sees other {runner.dataset.name} data than the "
-                               f"driver (fingerprint {runner.fingerprint[:16]}... vs {fingerprint[:16]}...): every node "
-                               "needs the same copy of the dataset at --data-root")
+    key = f"{config!r}|{fingerprint}"
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        runner = _MatrixRunner(config, store / "results", store, force=True, progress=False, echo=lambda s: None)
+        runner.load_dataset()
+        if runner.fingerprint != fingerprint:
+            raise RayExecutorError(f"the worker on {os.uname().nodename} sees other {runner.dataset.name} data than the "
+                                   f"driver (fingerprint {runner.fingerprint[:16]}... vs {fingerprint[:16]}...): every "
+                                   "node needs the same copy of the dataset at --data-root")
+        _RUNNERS.clear()  # one plan at a time per worker
+        _RUNNERS[key] = runner
     return runner, store
+
+
+def _loaded(ckpt: Path, device: str):
+    """The model of ``ckpt`` (a store path named by its key), loaded once per worker while its row's
+    cells come; the previous row's model is dropped."""
+    from ..models import load_checkpoint
+
+    key = (str(ckpt), device, ckpt.stat().st_mtime_ns)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load_checkpoint(ckpt, device=device)[0]
+    return _MODELS[key]
 
 
 def _folder_files(store: Path, folder: Path, names: tuple[str, ...] | None = None) -> dict[str, bytes]:
@@ -95,7 +115,6 @@ def _row_task(config, fingerprint: str, files: dict[str, bytes], model_name: str
 
 def _cell_task(config, fingerprint: str, files: dict[str, bytes], model_name: str, seed: int, defense_spec,
                payload: dict[str, Any], item, fault_once: str | None = None) -> dict[str, Any]:
-    from ..models import load_checkpoint
     from ..models.defended import DefendedModel
     from .runner import _Row
 
@@ -104,7 +123,7 @@ def _cell_task(config, fingerprint: str, files: dict[str, bytes], model_name: st
         raise OSError("injected fault: this worker was lost mid-cell")
     runner, _ = _worker_runner(config, fingerprint, files)
     ckpt, _ = runner.checkpoint(model_name, seed)
-    model, _ = load_checkpoint(ckpt, device=config.device)
+    model = _loaded(ckpt, config.device)
     defense = defense_spec.build()
     eval_model = DefendedModel(model, defense) if defense is not None else model
     row = _Row(model, defense, payload["evalset"], eval_model, payload["clean"], payload["common"])

@@ -11,6 +11,15 @@ Two hooks let defenses plug in without touching the loop (declared in
 Each epoch ends with an atomic training-state checkpoint (model, optimiser, schedule, random
 states), so ``resume=True`` continues a killed run and ends with the same weights as an
 uninterrupted one.
+
+Under ``torchrun`` (:mod:`reidbench.distributed`) the same loop is data-parallel: every rank makes the
+random draws of the whole global batch (the sampler's and the augmentation's, one process's draws),
+decodes and augments its contiguous shard (a per-image ``train_transform`` such as PD: the whole batch,
+its draws being sequential), feeds the shard through the model wrapped in ``DistributedDataParallel``, and computes the loss on the
+gathered features and logits; BatchNorm and dropout see the global batch. Without a batch hook the
+weights equal one process's with the same global batch. A batch hook (AT, GOAT) makes the adversarial
+examples of each rank's shard: that is as strong but not the same draw, so such a run records its
+world size. Rank 0 writes the training state; a resumed run reads it on rank 0 and sends it to all.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, select_rows, to_model_input
 from ..utils import atomic_torch_save, atomic_write_text
 from ..training_protocol import BatchHook, TrainTransform
@@ -109,6 +119,26 @@ def _set_cuda_rng(states) -> None:
     torch.cuda.set_rng_state_all(states)
 
 
+class _ForwardTrain(nn.Module):
+    """``forward`` = the model's ``forward_train``: what DistributedDataParallel wraps (it hooks
+    ``forward`` only)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model.forward_train(x)
+
+
+def _check_world(recipe: Recipe, world: distributed.World) -> None:
+    if world.distributed and recipe.batch_size % world.size:
+        divisors = [d for d in range(1, recipe.batch_size + 1) if recipe.batch_size % d == 0 and d <= 64]
+        raise distributed.WorldSizeError(
+            f"the global batch of {recipe.batch_size} images does not split over {world.size} processes; start "
+            f"torchrun with a number of processes that divides it ({', '.join(map(str, divisors))})")
+
+
 def train_model(
     model: nn.Module,
     images: torch.Tensor | Sequence[torch.Tensor],
@@ -136,6 +166,8 @@ def train_model(
         resume: continue from ``out_dir/last.pt`` if present.
         config: extra information written into ``config.json`` with the recipe and the seed.
     """
+    world = distributed.current()
+    _check_world(recipe, world)
     device = torch.device(device)
     pids = torch.as_tensor(pids, dtype=torch.int64)
     n = len(pids)
@@ -150,13 +182,22 @@ def train_model(
     history: list[dict[str, Any]] = []
     start = 0
     state_path = Path(out_dir) / TRAIN_STATE_FILE if out_dir is not None else None
-    if out_dir is not None:
+    if out_dir is not None and world.is_main:
         resolved = {"recipe": recipe.to_dict(), "seed": seed, "device": str(device), "num_images": n,
                     "num_classes": int(pids.max()) + 1, "input_size": list(size), **(config or {})}
+        if world.distributed:
+            resolved["world_size"] = world.size
         atomic_write_text(Path(out_dir) / "config.json", json.dumps(resolved, indent=2, sort_keys=True, default=str) + "\n")
         log.info("training configuration: %s", json.dumps(resolved, sort_keys=True, default=str))
-    if resume and state_path is not None and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
+    if world.distributed and batch_hook is not None and world.is_main:
+        log.warning("a batch hook (adversarial training) on %d processes makes each shard's adversarial examples "
+                    "on its rank: the weights differ from a one-process run's (the run records its world size)",
+                    world.size)
+    st = None
+    if resume and state_path is not None:  # read by rank 0, sent to all: no shared filesystem needed
+        st = distributed.on_main(lambda: torch.load(state_path, map_location="cpu", weights_only=True)
+                                 if state_path.is_file() else None)
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -172,64 +213,92 @@ def train_model(
     if num_batches == 0:
         raise ValueError(f"{n} training images are fewer than one batch of {recipe.batch_size}")
     step = start * num_batches
-    for epoch in range(start, recipe.epochs):
-        model.train()
-        if recipe.sampler == "pk":
-            batches = pk_batches(pids, recipe.batch_size, recipe.num_instances, num_batches, gen)
-        else:
-            batches = random_batches(n, recipe.batch_size, gen, recipe.drop_last)
-        sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "seen": 0, "hook_s": 0.0}
-        te = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress, leave=False)
-        for idx in bar:
-            x = to_model_input(select_rows(images, idx), size, device)
-            x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
-            if train_transform is not None:
-                x = torch.stack([train_transform(xi, gen) for xi in x])
-            y = pids[idx].to(device)
-            if batch_hook is not None:
-                th = time.perf_counter()
-                x, y = batch_hook(model, x, y, step)
-                model.train()
-                sums["hook_s"] += time.perf_counter() - th
-            with torch.autocast(device_type=device.type, enabled=use_amp):
-                out = model.forward_train(x)
-                loss = x.new_zeros(())
-                if recipe.ce_weight and out.logits is not None:
-                    ce = F.cross_entropy(out.logits.float(), y, label_smoothing=recipe.label_smoothing)
-                    loss = loss + recipe.ce_weight * ce
-                    sums["ce"] += float(ce.detach()) * len(y)
-                    sums["correct"] += int((out.logits.argmax(1) == y).sum())
-                if recipe.triplet_weight:
-                    tr = triplet_loss(out.feature.float(), y, recipe.margin)
-                    loss = loss + recipe.triplet_weight * tr
-                    sums["triplet"] += float(tr.detach()) * len(y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sums["loss"] += float(loss.detach()) * len(y)
-            sums["seen"] += len(y)
-            step += 1
-            el = time.perf_counter() - te
-            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", img_s=f"{sums['seen'] / max(el, 1e-9):.0f}")
-        bar.close()
-        sched.step()
-        seconds = time.perf_counter() - te
-        rec = {"epoch": epoch + 1, "loss": sums["loss"] / sums["seen"], "ce": sums["ce"] / sums["seen"],
-               "triplet": sums["triplet"] / sums["seen"], "train_acc": sums["correct"] / sums["seen"],
-               "seconds": round(seconds, 3), "images_per_s": round(sums["seen"] / seconds, 1),
-               "hook_share": round(sums["hook_s"] / seconds, 3), "lr": opt.param_groups[0]["lr"]}
-        history.append(rec)
-        log.info("epoch %d/%d loss %.4f acc %.3f %.1f img/s%s", epoch + 1, recipe.epochs, rec["loss"],
-                 rec["train_acc"], rec["images_per_s"],
-                 f" (batch hook {100 * rec['hook_share']:.0f}% of the time)" if batch_hook else "")
-        if state_path is not None:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                               "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                               **_cuda_rng(), "epoch": epoch + 1, "history": json.dumps(history)}, state_path)
+    net: nn.Module | None = None
+    with distributed.data_parallel_modules(model, world):
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(_ForwardTrain(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                          forward_sync_buffers=False,  # global BatchNorm: equal buffers on every rank
+                                          find_unused_parameters=not (recipe.ce_weight and recipe.triplet_weight))
+        for epoch in range(start, recipe.epochs):
+            model.train()
+            if recipe.sampler == "pk":
+                batches = pk_batches(pids, recipe.batch_size, recipe.num_instances, num_batches, gen)
+            else:
+                batches = random_batches(n, recipe.batch_size, gen, recipe.drop_last)
+            sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "seen": 0, "hook_s": 0.0}
+            te = time.perf_counter()
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
+                       disable=not progress or not world.is_main, leave=False)
+            for idx in bar:
+                if world.distributed and train_transform is None:  # this rank's rows, one process's draws
+                    rows = distributed.shard_range(len(idx), world)
+                    x = to_model_input(select_rows(images, idx[rows.start:rows.stop]), size, device)
+                    x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen, batch=len(idx), start=rows.start)
+                    y = pids[idx[rows.start:rows.stop]].to(device)
+                else:
+                    x = to_model_input(select_rows(images, idx), size, device)
+                    x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
+                    if train_transform is not None:  # per-image draws in sequence: every rank runs them all
+                        x = torch.stack([train_transform(xi, gen) for xi in x])
+                    y = pids[idx].to(device)
+                    if world.distributed:  # this rank's rows of the global batch
+                        rows = distributed.shard_range(len(y), world)
+                        x, y = x[rows.start:rows.stop], y[rows.start:rows.stop]
+                if batch_hook is not None:
+                    th = time.perf_counter()
+                    x, y = batch_hook(model, x, y, step)
+                    model.train()
+                    sums["hook_s"] += time.perf_counter() - th
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    if net is None:
+                        out = model.forward_train(x)
+                        feature, logits = out.feature, out.logits
+                    else:
+                        shards = (distributed.shard_sizes(len(idx), world) if batch_hook is None else  # a hook may resize
+                                  distributed.gather_rows(torch.tensor([len(x)], device=device), world).tolist())
+                        with distributed.global_batch(sum(shards), sum(shards[:world.rank])):
+                            out = net(x)
+                        feature = distributed.gather_rows_grad(out.feature, world)
+                        logits = distributed.gather_rows_grad(out.logits, world) if out.logits is not None else None
+                        y = distributed.gather_rows(y, world)
+                    loss = x.new_zeros(())
+                    if recipe.ce_weight and logits is not None:
+                        ce = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                        loss = loss + recipe.ce_weight * ce
+                        sums["ce"] += float(ce.detach()) * len(y)
+                        sums["correct"] += int((logits.argmax(1) == y).sum())
+                    if recipe.triplet_weight:
+                        tr = triplet_loss(feature.float(), y, recipe.margin)
+                        loss = loss + recipe.triplet_weight * tr
+                        sums["triplet"] += float(tr.detach()) * len(y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sums["loss"] += float(loss.detach()) * len(y)
+                sums["seen"] += len(y)
+                step += 1
+                el = time.perf_counter() - te
+                bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", img_s=f"{sums['seen'] / max(el, 1e-9):.0f}")
+            bar.close()
+            sched.step()
+            seconds = time.perf_counter() - te
+            rec = {"epoch": epoch + 1, "loss": sums["loss"] / sums["seen"], "ce": sums["ce"] / sums["seen"],
+                   "triplet": sums["triplet"] / sums["seen"], "train_acc": sums["correct"] / sums["seen"],
+                   "seconds": round(seconds, 3), "images_per_s": round(sums["seen"] / seconds, 1),
+                   "hook_share": round(sums["hook_s"] / seconds, 3), "lr": opt.param_groups[0]["lr"]}
+            history.append(rec)
+            log.info("epoch %d/%d loss %.4f acc %.3f %.1f img/s%s", epoch + 1, recipe.epochs, rec["loss"],
+                     rec["train_acc"], rec["images_per_s"],
+                     f" (batch hook {100 * rec['hook_share']:.0f}% of the time)" if batch_hook else "")
+            if state_path is not None and world.is_main:
+                atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                                   "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                   **_cuda_rng(), "epoch": epoch + 1, "history": json.dumps(history)}, state_path)
     model.eval()
     return TrainResult(model, history, time.perf_counter() - t0, start)

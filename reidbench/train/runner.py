@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .. import distributed
 from ..data import ReIDDataset, load_images
 from ..models import build_architecture, get_preset, save_checkpoint
 from ..models.architectures import initialisation
@@ -82,14 +83,16 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         history = history + tuned.history
         seconds += time.perf_counter() - t_fit  # the fit stage (AT's adversarial set, fine-tuning) counts
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
-    card = save_checkpoint(
+    world = distributed.current()
+    extra = {"world_size": world.size} if world.distributed else {}  # torchrun: the same numbers, said
+    card = distributed.on_main(lambda: save_checkpoint(  # rank 0 writes; every rank gets the card
         result.model, out / FINAL_CHECKPOINT, arch=arch_name, arch_kwargs=saved_kwargs, num_classes=num_classes,
         preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)), init=init,
         dataset={"name": dataset.name, "fingerprint": fingerprint}, recipe=recipe.to_dict(), seed=seed,
         train_defense=p.train_defense, test_defense=p.test_defense, history=history,
         defense=defense.describe() if defense is not None else None,
-        train_seconds=round(seconds, 2), device=str(device),
-    )
+        train_seconds=round(seconds, 2), device=str(device), **extra,
+    ))
     return result, card
 
 
