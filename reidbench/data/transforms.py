@@ -6,7 +6,8 @@ be resumed exactly."""
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from PIL import Image
 import torch.nn.functional as F
 
 __all__ = ["to_model_input", "select_rows", "random_pad_crop_flip", "pk_batches", "random_batches", "to_uint8",
-           "jpeg_roundtrip"]
+           "jpeg_roundtrip", "jpeg_roundtrip_torchvision", "pil_per_image"]
 
 
 def select_rows(images, idx):
@@ -101,13 +102,58 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).cpu()
 
 
-def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
-    """Encode each image as JPEG (Pillow, ``quality``) and decode it: (N, 3, H, W) floats in [0, 1]."""
-    out = []
-    for img in to_uint8(x):
+def pil_per_image(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
+    """``fn`` applied to each image of a float (N, 3, H, W) batch in [0, 1] as an 8-bit RGB PIL image,
+    over torch's number of CPU threads (Pillow's codecs and resampling release the GIL); the results,
+    of one size, come back as floats in [0, 1] on ``x``'s device and dtype, in order. The exact
+    Pillow paths (the seed's CS, JPEG on CPUs) go through it."""
+    u8 = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def one(a: np.ndarray) -> np.ndarray:
+        return np.asarray(fn(Image.fromarray(a)).convert("RGB"))
+
+    threads = min(len(u8), max(1, torch.get_num_threads()))
+    if threads <= 1:
+        out = [one(a) for a in u8]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            out = list(pool.map(one, u8))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype if x.is_floating_point()
+                                                                  else torch.float32) / 255
+
+
+def _jpeg_pillow(quality: int) -> Callable[[Image.Image], Image.Image]:
+    def roundtrip(im: Image.Image) -> Image.Image:
         buf = io.BytesIO()
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+        im.save(buf, format="JPEG", quality=quality)
         buf.seek(0)
-        arr = np.asarray(Image.open(buf).convert("RGB"))
-        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
-    return torch.stack(out).to(x.device, torch.float32) / 255
+        return Image.open(buf)
+
+    return roundtrip
+
+
+def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """Encode each image as JPEG (``quality``, Pillow's settings: libjpeg, 4:2:0 chroma) and decode it:
+    (N, 3, H, W) floats in [0, 1] on ``x``'s device.
+
+    On CPUs: Pillow, over the CPU threads (:func:`pil_per_image`). On GPUs: torchvision's batched
+    ``encode_jpeg`` / ``decode_jpeg`` on the device (nvJPEG), so that an attack through JPEG (BPDA)
+    never leaves the GPU; with Pillow's settings, torchvision's libjpeg path gives Pillow's pixels
+    exactly (tests/data/test_jpeg.py) and nvJPEG's decoder may differ by a grey level."""
+    if x.device.type == "cuda":
+        return jpeg_roundtrip_torchvision(x, quality)
+    return pil_per_image(x, _jpeg_pillow(quality)).float()
+
+
+def jpeg_roundtrip_torchvision(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """:func:`jpeg_roundtrip` through torchvision's codecs on ``x``'s device (CPU: libjpeg)."""
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; its codecs are what we use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        u = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8)
+        encoded = encode_jpeg(list(u), quality=quality)
+        decoded = decode_jpeg(encoded, device=u.device) if u.device.type == "cuda" else decode_jpeg(encoded)
+    return torch.stack(decoded).to(x.device, torch.float32) / 255

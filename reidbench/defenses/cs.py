@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import rng
+from ..data.transforms import pil_per_image
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -73,10 +74,8 @@ def circuitous_scaling(images, sizes: Sequence[tuple[int, int]] | str = SEED_SIZ
         return np.asarray(_pil_chain(Image.fromarray(images), sizes, final))
     if isinstance(images, (list, tuple)):
         return [circuitous_scaling(im, sizes, final, backend) for im in images]
-    if isinstance(images, torch.Tensor):
-        u8 = torch.round(images.detach().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        out = [np.asarray(_pil_chain(Image.fromarray(a), sizes, final)) for a in u8]
-        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
+    if isinstance(images, torch.Tensor):  # 8-bit PIL images, over the CPU threads
+        return pil_per_image(images, lambda im: _pil_chain(im, sizes, final))
     raise TypeError(f"cannot apply circuitous scaling to {type(images).__name__}")
 
 

@@ -17,7 +17,8 @@ __all__ = ["JPEG", "BitDepth", "RRP"]
 @DEFENSES.register("jpeg", aliases=("jpeg75",), paper="Dziugaite et al., arXiv 1608.00853; Guo et al., ICLR 2018",
                    kind="test-time")
 class JPEG(Defense):
-    """JPEG re-encoding (Pillow, ``quality`` 75) of query and gallery images. Not differentiable:
+    """JPEG re-encoding (libjpeg with Pillow's settings, ``quality`` 75; batched on the images' device)
+    of query and gallery images. Not differentiable:
     adaptive attacks use BPDA (identity backward). Note the seed's pipeline applied JPEG-75 to every
     adversarial query implicitly (it saved them as .jpg)."""
 
