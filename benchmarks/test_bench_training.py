@@ -111,3 +111,31 @@ def test_batch_goat(benchmark, device):
     benchmark.pedantic(goat, rounds=5, iterations=1, warmup_rounds=1)
     if device in _NORMAL_BATCH:
         benchmark.extra_info["goat_over_normal"] = round(benchmark.stats.stats.mean / _NORMAL_BATCH[device], 2)
+
+
+# issue 20: PD's training augmentation of a batch of 64 at 256x128 (the seed code's probabilities),
+# image after image (the previous engine loop: baseline) against the batched transform (reidbench),
+# which gives the same pixels from the same draws; images/s in extra_info.
+def _pd_batch(device):
+    from reidbench.defenses.pd import ProactiveDefense
+
+    return ProactiveDefense(), torch.rand(64, 3, 256, 128, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="PD augmentation, 64 images 256x128")
+def test_pd_per_image_baseline(benchmark, device):
+    pd, x = _pd_batch(device)
+    gen = torch.Generator().manual_seed(0)
+    benchmark.pedantic(lambda: torch.stack([pd.train_transform(img, gen) for img in x]), rounds=10, iterations=1,
+                       warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="PD augmentation, 64 images 256x128")
+def test_pd_batched_reidbench(benchmark, device):
+    pd, x = _pd_batch(device)
+    gen = torch.Generator().manual_seed(0)
+    benchmark.pedantic(lambda: pd.batch_train_transform(x, gen), rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)

@@ -4,8 +4,9 @@ The engine (:mod:`reidbench.train`) never imports a defense and a defense never 
 both import this module. A defense built from the registry offers
 
 * ``training_hooks(images, pids, seed) -> TrainingHooks``: what the main training runs with, a
-  per-image ``train_transform`` (the proactive defense PD) and/or a ``batch_hook`` that replaces
-  each batch (online adversarial training, GOAT);
+  ``batch_train_transform`` of each batch (the proactive defense PD; with the per-image
+  ``train_transform`` it must equal) and/or a ``batch_hook`` that replaces each batch (online
+  adversarial training, GOAT);
 * ``finetune_stage(model, images, pids, camids, *, seed, device, progress) -> FineTuneStage | None``:
   the data of a stage the engine runs on the trained model (offline AT: clean plus adversarial
   training images; ``goat-ft``: online adversarial fine-tuning). The engine runs it like any
@@ -21,10 +22,13 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 import torch.nn as nn
 
-__all__ = ["TrainTransform", "BatchHook", "TrainingHooks", "FineTuneStage", "TrainingDefense"]
+__all__ = ["TrainTransform", "BatchTrainTransform", "BatchHook", "TrainingHooks", "FineTuneStage", "TrainingDefense"]
 
 #: ``(image (3, H, W) float in [0, 1], generator) -> image``, after the standard pad/crop/flip
 TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+#: ``(images (N, 3, H, W) float in [0, 1], generator) -> images``: a train transform of a whole batch,
+#: on the images' device, with the draws of the per-image transform applied image after image
+BatchTrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 #: ``(model, images, pids, step) -> (images, pids)``: replaces a whole batch
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
 
@@ -35,6 +39,7 @@ class TrainingHooks:
 
     train_transform: TrainTransform | None = None
     batch_hook: BatchHook | None = None
+    batch_train_transform: BatchTrainTransform | None = None
 
 
 @dataclass

@@ -20,7 +20,8 @@ from PIL import Image
 from ..rng import uniform
 from .transforms import to_uint8
 
-__all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles"]
+__all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles", "fusion_order",
+           "fuse_channels", "autoaugment_seed", "autoaugment_seeded", "homogeneous_kind"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 
@@ -106,12 +107,20 @@ def channel_fusion(x: torch.Tensor, other: torch.Tensor, generator: torch.Genera
     first three, per image. Hence 10 % of the results contain no X channel (a permutation of R, G, B),
     60 % one and 30 % two; ``other`` is the homogeneous image whose channel is X (gray or sketch)."""
     xb, single = _batched(x)
-    ob, _ = _batched(other)
-    n = xb.shape[0]
-    pool = torch.cat([xb, ob[:, :1], ob[:, :1]], 1)  # (N, 5, H, W)
-    order = torch.argsort(torch.rand(n, 5, generator=generator), dim=1)[:, :3].to(xb.device)
-    out = pool.gather(1, order[:, :, None, None].expand(-1, -1, *xb.shape[2:]))
+    out = fuse_channels(xb, _batched(other)[0], fusion_order(xb.shape[0], generator))
     return out[0] if single else out
+
+
+def fusion_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    """:func:`channel_fusion`'s draw: (N, 3) indices into [R, G, B, X, X]."""
+    return torch.argsort(torch.rand(n, 5, generator=generator), dim=1)[:, :3]
+
+
+def fuse_channels(x: torch.Tensor, other: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """:func:`channel_fusion` with its draw given: channels ``order`` of [R, G, B, X, X] per image."""
+    pool = torch.cat([x, other[:, :1], other[:, :1]], 1)  # (N, 5, H, W)
+    order = order.to(x.device)
+    return pool.gather(1, order[:, :, None, None].expand(-1, -1, *x.shape[2:]))
 
 
 _AUTOAUGMENT = None
@@ -120,21 +129,27 @@ _AUTOAUGMENT = None
 def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """torchvision's ImageNet AutoAugment policy on the 8-bit image (the seed's ``AutoAugPolicy`` is
     the same 25 sub-policies; bins and fill differ slightly). Randomness comes from ``generator``."""
+    xb, single = _batched(x)
+    out = torch.stack([autoaugment_seeded(img, autoaugment_seed(generator)) for img in xb])
+    return out[0] if single else out
+
+
+def autoaugment_seed(generator: torch.Generator) -> int:
+    """:func:`autoaugment`'s draw for one image."""
+    return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+
+
+def autoaugment_seeded(img: torch.Tensor, seed: int) -> torch.Tensor:
+    """:func:`autoaugment` of one (3, H, W) image with its draw given."""
     global _AUTOAUGMENT
     from torchvision.transforms import AutoAugment, AutoAugmentPolicy
 
     if _AUTOAUGMENT is None:
         _AUTOAUGMENT = AutoAugment(AutoAugmentPolicy.IMAGENET, fill=[128, 128, 128])
-    xb, single = _batched(x)
-    outs = []
-    for img in xb:
-        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # torchvision draws from the global generator
-            u8 = torch.round(img * 255).to(torch.uint8)
-            outs.append(_AUTOAUGMENT(u8).to(img.dtype) / 255)
-    out = torch.stack(outs)
-    return out[0] if single else out
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # torchvision draws from the global generator
+        u8 = torch.round(img * 255).to(torch.uint8)
+        return _AUTOAUGMENT(u8).to(img.dtype) / 255
 
 
 def sample_rectangles(n: int, h: int, w: int, generator: torch.Generator, sl: float = 0.02, sh: float = 0.4,
@@ -186,14 +201,19 @@ def lgt(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, sl: float =
     return back(out[0] if single else out)
 
 
+def homogeneous_kind(u: float) -> str:
+    """LHT's homogeneous image for the uniform draw ``u``: gray 20 %, channel fusion with gray 20 %,
+    with a sketch 20 %, AutoAugment 40 %."""
+    return "gray" if u < 0.2 else "fuse_gray" if u < 0.4 else "fuse_sketch" if u < 0.6 else "aug"
+
+
 def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """LHT's homogeneous image: gray 20 %, CF gray-RGB 20 %, CF sketch-RGB 20 %, AutoAugment 40 %."""
-    u = float(torch.rand(1, generator=generator))
-    if u < 0.2:
+    kind = homogeneous_kind(float(torch.rand(1, generator=generator)))
+    if kind == "gray":
         return grayscale(img)
-    if u < 0.4:
+    if kind == "fuse_gray":
         return channel_fusion(img, grayscale(img), generator)
-    if u < 0.6:
+    if kind == "fuse_sketch":
         return channel_fusion(img, sketch(img), generator)
     return autoaugment(img, generator)
 

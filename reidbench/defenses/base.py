@@ -42,10 +42,17 @@ class Defense:
     def train_transform(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return img
 
+    def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`train_transform` of a (N, 3, H, W) float batch, with its draws image after image (so
+        the same images). This default loops; a defense batches its pixel work by overriding it."""
+        return torch.stack([self.train_transform(img, generator) for img in images])
+
     def training_hooks(self, images, pids: torch.Tensor, seed: int = 0) -> TrainingHooks:
         """What the main training runs with (:mod:`reidbench.training_protocol`): the
-        ``train_transform`` when this defense has one."""
-        return TrainingHooks(train_transform=self.train_transform if self.has_train_side else None)
+        ``train_transform`` (and its batched form) when this defense has one."""
+        if not self.has_train_side:
+            return TrainingHooks()
+        return TrainingHooks(train_transform=self.train_transform, batch_train_transform=self.batch_train_transform)
 
     def finetune_stage(self, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *,
                        seed: int = 0, device: str | torch.device = "cpu", progress: bool = False) -> FineTuneStage | None:
@@ -114,12 +121,22 @@ class ComposedDefense(Defense):
             img = p.train_transform(img, generator)
         return img
 
+    def batch_train_transform(self, images, generator):
+        """The one part with a train side batches (PD in JAD); several parts draw image after image,
+        each part's draws before the next part's for every image, as :meth:`train_transform` does."""
+        sides = [p for p in self.parts if p.has_train_side]
+        if len(sides) == 1:
+            return sides[0].batch_train_transform(images, generator)
+        return super().batch_train_transform(images, generator)
+
     def training_hooks(self, images, pids, seed=0):
         hooks = [p.training_hooks(images, pids, seed).batch_hook for p in self.parts]
         hooks = [h for h in hooks if h is not None]
         if len(hooks) > 1:
             raise ValueError(f"{self.name}: at most one part may replace the training batches")
-        return TrainingHooks(train_transform=self.train_transform if self.has_train_side else None,
+        side = self.has_train_side
+        return TrainingHooks(train_transform=self.train_transform if side else None,
+                             batch_train_transform=self.batch_train_transform if side else None,
                              batch_hook=hooks[0] if hooks else None)
 
     def finetune_stage(self, model, images, pids, camids=None, **kwargs):

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from ..data.imageops import autoaugment, channel_fusion, grayscale, lgt, lht, sample_rectangles, sketch
+from ..data.imageops import (
+    _accept, autoaugment, autoaugment_seed, autoaugment_seeded, channel_fusion, fuse_channels, fusion_order, grayscale,
+    homogeneous_kind, lgt, lht, sample_rectangles, sketch,
+)
 from ..registry import DEFENSES
 from .base import Defense
 
@@ -80,5 +83,57 @@ class ProactiveDefense(Defense):
             return lht(img, generator, swapped_geometry=self.swapped_geometry)
         return img
 
+    def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`train_transform` of a whole (N, 3, H, W) batch (uint8 or float in [0, 1], on any
+        device; returned in its dtype on its device), with the same draws from ``generator`` in the same
+        order -- so the same images, bit for bit: the draws (a few scalars per image) are made image by
+        image on the CPU, then each branch's pixel work runs once over its images, on the device."""
+        x, back = _accept(images)
+        n, _, h, w = x.shape
+        kinds, orders, seeds, masks = [], {}, {}, {}
+        for i in range(n):
+            kind = self._branch(float(torch.rand(1, generator=generator)))
+            if kind == "lht":  # the homogeneous image's own draw, then the rectangle's
+                kind = homogeneous_kind(float(torch.rand(1, generator=generator)))
+                self._draw_params(kind, i, generator, orders, seeds)
+                masks[i] = sample_rectangles(1, h, w, generator, swapped_geometry=self.swapped_geometry, device=x.device)[0]
+            else:
+                self._draw_params(kind, i, generator, orders, seeds)
+            kinds.append(kind)
+        rows = list(x.unbind(0))  # untouched rows stay views until the one stack
+        for kind in ("gray", "fuse_gray", "fuse_sketch", "aug"):
+            idx = [i for i, k in enumerate(kinds) if k == kind]
+            if not idx:
+                continue
+            sel = x[idx]
+            if kind == "gray":
+                hom = grayscale(sel)
+            elif kind == "aug":
+                hom = torch.stack([autoaugment_seeded(img, seeds[i]) for img, i in zip(sel, idx)])
+            else:  # sketch image by image: its rounded blur would change with the batch's convolution algorithm
+                other = grayscale(sel) if kind == "fuse_gray" else torch.stack([sketch(img) for img in sel])
+                hom = fuse_channels(sel, other, torch.cat([orders[i] for i in idx]))
+            for j, i in enumerate(idx):
+                rows[i] = torch.where(masks[i][None], hom[j], x[i]) if i in masks else hom[j]
+        return back(torch.stack(rows))
+
+    def _branch(self, u: float) -> str:
+        """Which of :meth:`train_transform`'s branches the uniform ``u`` picks."""
+        t = 0.0
+        for kind, key in (("gray", "p_gray"), ("fuse_gray", "p_gray_rgb"), ("fuse_sketch", "p_sketch_rgb"),
+                          ("aug", "p_aug"), ("lht", "p_lht")):
+            t += self.probs[key]
+            if u < t:
+                return kind
+        return "none"
+
+    @staticmethod
+    def _draw_params(kind: str, i: int, generator: torch.Generator, orders: dict, seeds: dict) -> None:
+        if kind in ("fuse_gray", "fuse_sketch"):
+            orders[i] = fusion_order(1, generator)
+        elif kind == "aug":
+            seeds[i] = autoaugment_seed(generator)
+
     def config(self) -> dict:
         return {**self.probs, "preset": self.preset, "swapped_geometry": self.swapped_geometry}
+

@@ -3,8 +3,10 @@
 Two hooks let defenses plug in without touching the loop (declared in
 :mod:`reidbench.training_protocol`, which defenses implement without importing the engine):
 
-* ``train_transform(image, generator) -> image``: a per-image augmentation applied after the
-  standard pad/crop/flip (float (3, H, W) in [0, 1]); the proactive defense PD is one;
+* ``batch_train_transform(images, generator) -> images``: an augmentation of the batch applied after
+  the standard pad/crop/flip (float (N, 3, H, W) in [0, 1], on the device), drawing image after image
+  as its per-image form ``train_transform(image, generator)`` does (either may be given); the
+  proactive defense PD is one;
 * ``batch_hook(model, images, pids, step) -> (images, pids)``: replaces a whole batch, e.g. by
   adversarial examples (online adversarial training, GOAT) or by a clean/adversarial mix (AT).
 
@@ -14,8 +16,8 @@ uninterrupted one.
 
 Under ``torchrun`` (:mod:`reidbench.distributed`) the same loop is data-parallel: every rank makes the
 random draws of the whole global batch (the sampler's and the augmentation's, one process's draws),
-decodes and augments its contiguous shard (a per-image ``train_transform`` such as PD: the whole batch,
-its draws being sequential), feeds the shard through the model wrapped in ``DistributedDataParallel``, and computes the loss on the
+decodes and augments its contiguous shard (with a train transform such as PD: the whole batch, its
+draws being sequential), feeds the shard through the model wrapped in ``DistributedDataParallel``, and computes the loss on the
 gathered features and logits; BatchNorm and dropout see the global batch. Without a batch hook the
 weights equal one process's with the same global batch. A batch hook (AT, GOAT) makes the adversarial
 examples of each rank's shard: that is as strong but not the same draw, so such a run records its
@@ -41,7 +43,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, select_rows, to_model_input
 from ..utils import atomic_torch_save, atomic_write_text
-from ..training_protocol import BatchHook, TrainTransform
+from ..training_protocol import BatchHook, BatchTrainTransform, TrainTransform
 from .recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,11 @@ class _ForwardTrain(nn.Module):
         return self.model.forward_train(x)
 
 
+def _looped(transform: TrainTransform) -> BatchTrainTransform:
+    """A per-image train transform applied image after image to a batch."""
+    return lambda x, gen: torch.stack([transform(xi, gen) for xi in x])
+
+
 def _check_world(recipe: Recipe, world: distributed.World) -> None:
     if world.distributed and recipe.batch_size % world.size:
         divisors = [d for d in range(1, recipe.batch_size + 1) if recipe.batch_size % d == 0 and d <= 64]
@@ -151,6 +158,7 @@ def train_model(
     device: str | torch.device = "cpu",
     train_transform: TrainTransform | None = None,
     batch_hook: BatchHook | None = None,
+    batch_train_transform: BatchTrainTransform | None = None,
     progress: bool = True,
     config: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -168,6 +176,8 @@ def train_model(
     """
     world = distributed.current()
     _check_world(recipe, world)
+    if train_transform is not None and batch_train_transform is None:  # the per-image form only
+        batch_train_transform = _looped(train_transform)
     device = torch.device(device)
     pids = torch.as_tensor(pids, dtype=torch.int64)
     n = len(pids)
@@ -232,7 +242,7 @@ def train_model(
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
                        disable=not progress or not world.is_main, leave=False)
             for idx in bar:
-                if world.distributed and train_transform is None:  # this rank's rows, one process's draws
+                if world.distributed and batch_train_transform is None:  # this rank's rows, one process's draws
                     rows = distributed.shard_range(len(idx), world)
                     x = to_model_input(select_rows(images, idx[rows.start:rows.stop]), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen, batch=len(idx), start=rows.start)
@@ -240,8 +250,8 @@ def train_model(
                 else:
                     x = to_model_input(select_rows(images, idx), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
-                    if train_transform is not None:  # per-image draws in sequence: every rank runs them all
-                        x = torch.stack([train_transform(xi, gen) for xi in x])
+                    if batch_train_transform is not None:  # per-image draws in sequence: every rank runs them all
+                        x = batch_train_transform(x, gen)
                     y = pids[idx].to(device)
                     if world.distributed:  # this rank's rows of the global batch
                         rows = distributed.shard_range(len(y), world)

@@ -69,6 +69,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
         progress=progress, train_transform=hooks.train_transform, batch_hook=hooks.batch_hook,
+        batch_train_transform=hooks.batch_train_transform,
         config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
                 "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
                 "train_defense": p.train_defense, "test_defense": p.test_defense},

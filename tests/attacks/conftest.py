@@ -20,8 +20,9 @@ def model():
     return m.eval()
 
 
-@pytest.fixture(scope="module")
-def data(model):
+def query_gallery():
+    """Six queries of three identities and a gallery of twelve (with distractors): (queries, pids,
+    camids, gallery, gallery pids, gallery camids), on the CPU."""
     g = torch.Generator().manual_seed(1)
     x = torch.rand(6, 3, *SIZE, generator=g) * 0.8 + 0.1
     pids = torch.tensor([1, 1, 2, 2, 3, 3])
@@ -29,6 +30,12 @@ def data(model):
     gallery = torch.rand(12, 3, *SIZE, generator=g)
     g_pids = torch.tensor([1, 1, 2, 2, 3, 3, 1, 2, 3, 4, 4, 5])
     g_cams = torch.tensor([1, 0, 1, 0, 1, 0, 2, 2, 2, 0, 1, 2])
+    return x, pids, camids, gallery, g_pids, g_cams
+
+
+@pytest.fixture(scope="module")
+def data(model):
+    x, pids, camids, gallery, g_pids, g_cams = query_gallery()
     with torch.no_grad():
         gf, qf = model(gallery), model(x)
     ctx = AttackContext(gallery=FeatureBank(gf, g_pids, g_cams), attacker_set=FeatureBank(qf, pids, camids))
