@@ -142,15 +142,17 @@ def check_items(n: int, what: str, world: World | None = None) -> None:
         raise WorldSizeError(f"{n} {what} cannot give each of {w.size} processes one; start at most {max(n, 1)}")
 
 
-def _all_gather_padded(t: torch.Tensor, w: World) -> list[torch.Tensor]:
-    """Every rank's ``t`` (equal trailing shape, any number of rows), in rank order."""
+def _all_gather_padded(t: torch.Tensor, w: World, rows: list[int] | None = None) -> list[torch.Tensor]:
+    """Every rank's ``t`` (equal trailing shape, any number of rows), in rank order. ``rows``: each
+    rank's row count when the caller knows it (one collective less)."""
     import torch.distributed as dist
 
     dev = w.comm_device()
     x = t.detach().to(dev)
-    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(w.size)]
-    dist.all_gather(sizes, torch.tensor([len(x)], dtype=torch.int64, device=dev), group=w.group)
-    rows = [int(s) for s in sizes]
+    if rows is None:
+        sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(w.size)]
+        dist.all_gather(sizes, torch.tensor([len(x)], dtype=torch.int64, device=dev), group=w.group)
+        rows = [int(s) for s in sizes]
     top = max(rows)
     if len(x) < top:
         x = torch.cat([x, x.new_zeros((top - len(x), *x.shape[1:]))])
@@ -159,13 +161,14 @@ def _all_gather_padded(t: torch.Tensor, w: World) -> list[torch.Tensor]:
     return [p[:r] for p, r in zip(parts, rows)]
 
 
-def gather_rows(t: torch.Tensor, world: World | None = None) -> torch.Tensor:
+def gather_rows(t: torch.Tensor, world: World | None = None, rows: list[int] | None = None) -> torch.Tensor:
     """The rows of every rank's ``t`` concatenated in rank order (the full set when each rank holds its
-    :func:`shard_range`), on ``t``'s device; ``t`` itself in a world of one. No gradient flows."""
+    :func:`shard_range`), on ``t``'s device; ``t`` itself in a world of one. No gradient flows.
+    ``rows``: each rank's row count, when known."""
     w = world or current()
     if not w.distributed:
         return t
-    return torch.cat(_all_gather_padded(t, w)).to(t.device)
+    return torch.cat(_all_gather_padded(t, w, rows)).to(t.device)
 
 
 class _GatherRows(torch.autograd.Function):
@@ -173,8 +176,8 @@ class _GatherRows(torch.autograd.Function):
     owner (all-reduce, then this rank's slice: gloo has no reduce-scatter)."""
 
     @staticmethod
-    def forward(ctx, t: torch.Tensor, world: World) -> torch.Tensor:
-        parts = _all_gather_padded(t, world)
+    def forward(ctx, t: torch.Tensor, world: World, rows: list[int] | None) -> torch.Tensor:
+        parts = _all_gather_padded(t, world, rows)
         ctx.world = world
         ctx.start = sum(len(p) for p in parts[:world.rank])
         ctx.rows = len(t)
@@ -187,16 +190,16 @@ class _GatherRows(torch.autograd.Function):
 
         g = grad.contiguous().to(ctx.world.comm_device())
         dist.all_reduce(g, group=ctx.world.group)
-        return g[ctx.start:ctx.start + ctx.rows].to(ctx.device), None
+        return g[ctx.start:ctx.start + ctx.rows].to(ctx.device), None, None
 
 
-def gather_rows_grad(t: torch.Tensor, world: World | None = None) -> torch.Tensor:
+def gather_rows_grad(t: torch.Tensor, world: World | None = None, rows: list[int] | None = None) -> torch.Tensor:
     """:func:`gather_rows` through which gradients flow: a loss computed by every rank on the gathered
     rows has, after DDP averages the ranks' gradients, the gradient of one process's loss."""
     w = world or current()
     if not w.distributed:
         return t
-    return _GatherRows.apply(t, w)
+    return _GatherRows.apply(t, w, rows)
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 import torch.nn as nn
 
-__all__ = ["TrainTransform", "BatchTrainTransform", "BatchHook", "TrainingHooks", "FineTuneStage", "TrainingDefense"]
+__all__ = ["TrainTransform", "BatchTrainTransform", "per_image", "BatchHook", "TrainingHooks", "FineTuneStage", "TrainingDefense"]
 
 #: ``(image (3, H, W) float in [0, 1], generator) -> image``, after the standard pad/crop/flip
 TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -31,6 +31,11 @@ TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 BatchTrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 #: ``(model, images, pids, step) -> (images, pids)``: replaces a whole batch
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def per_image(transform: TrainTransform) -> BatchTrainTransform:
+    """A per-image train transform as a batch one: image after image, each drawing in turn."""
+    return lambda images, generator: torch.stack([transform(img, generator) for img in images])
 
 
 @dataclass

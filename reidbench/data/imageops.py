@@ -21,7 +21,7 @@ from ..rng import uniform
 from .transforms import to_uint8
 
 __all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles", "fusion_order",
-           "fuse_channels", "autoaugment_seed", "autoaugment_seeded", "homogeneous_kind"]
+           "fuse_channels", "autoaugment_seed", "autoaugment_seeded", "homogeneous_kind", "homogeneous"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 
@@ -207,8 +207,9 @@ def homogeneous_kind(u: float) -> str:
     return "gray" if u < 0.2 else "fuse_gray" if u < 0.4 else "fuse_sketch" if u < 0.6 else "aug"
 
 
-def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    kind = homogeneous_kind(float(torch.rand(1, generator=generator)))
+def homogeneous(img: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """A homogeneous version of ``img`` of ``kind`` (:func:`homogeneous_kind`), with its own draws
+    from ``generator``: grayscale, channel fusion with the gray or the sketch, AutoAugment."""
     if kind == "gray":
         return grayscale(img)
     if kind == "fuse_gray":
@@ -216,6 +217,10 @@ def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if kind == "fuse_sketch":
         return channel_fusion(img, sketch(img), generator)
     return autoaugment(img, generator)
+
+
+def _homogeneous(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return homogeneous(img, homogeneous_kind(float(torch.rand(1, generator=generator))), generator)
 
 
 def lht(x: torch.Tensor, generator: torch.Generator, sl: float = 0.02, sh: float = 0.4, r1: float = 0.3,

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..models.defended import DefendedModel  # lives with the models: attacks use it without importing defenses
-from ..training_protocol import FineTuneStage, TrainingHooks
+from ..training_protocol import FineTuneStage, TrainingHooks, per_image
 
 __all__ = ["Defense", "ComposedDefense", "DefendedModel"]
 
@@ -45,7 +45,7 @@ class Defense:
     def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """:meth:`train_transform` of a (N, 3, H, W) float batch, with its draws image after image (so
         the same images). This default loops; a defense batches its pixel work by overriding it."""
-        return torch.stack([self.train_transform(img, generator) for img in images])
+        return per_image(self.train_transform)(images, generator)
 
     def training_hooks(self, images, pids: torch.Tensor, seed: int = 0) -> TrainingHooks:
         """What the main training runs with (:mod:`reidbench.training_protocol`): the

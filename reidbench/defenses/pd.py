@@ -18,7 +18,7 @@ import torch
 
 from ..data.imageops import (
     _accept, autoaugment, autoaugment_seed, autoaugment_seeded, channel_fusion, fuse_channels, fusion_order, grayscale,
-    homogeneous_kind, lgt, lht, sample_rectangles, sketch,
+    homogeneous, homogeneous_kind, lgt, lht, sample_rectangles, sketch,
 )
 from ..registry import DEFENSES
 from .base import Defense
@@ -64,24 +64,12 @@ class ProactiveDefense(Defense):
         self.swapped_geometry = swapped_geometry
 
     def train_transform(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        u = float(torch.rand(1, generator=generator))
-        p = self.probs
-        t1 = p["p_gray"]
-        t2 = t1 + p["p_gray_rgb"]
-        t3 = t2 + p["p_sketch_rgb"]
-        t4 = t3 + p["p_aug"]
-        t5 = t4 + p["p_lht"]
-        if u < t1:
-            return grayscale(img)
-        if u < t2:
-            return channel_fusion(img, grayscale(img), generator)
-        if u < t3:
-            return channel_fusion(img, sketch(img), generator)
-        if u < t4:
-            return autoaugment(img, generator)
-        if u < t5:
+        kind = self._branch(float(torch.rand(1, generator=generator)))
+        if kind is None:
+            return img
+        if kind == "lht":
             return lht(img, generator, swapped_geometry=self.swapped_geometry)
-        return img
+        return homogeneous(img, kind, generator)
 
     def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """:meth:`train_transform` of a whole (N, 3, H, W) batch (uint8 or float in [0, 1], on any
@@ -93,12 +81,12 @@ class ProactiveDefense(Defense):
         kinds, orders, seeds, masks = [], {}, {}, {}
         for i in range(n):
             kind = self._branch(float(torch.rand(1, generator=generator)))
-            if kind == "lht":  # the homogeneous image's own draw, then the rectangle's
+            local = kind == "lht"
+            if local:  # LHT: the homogeneous image's own draw, its draws, then the rectangle's
                 kind = homogeneous_kind(float(torch.rand(1, generator=generator)))
-                self._draw_params(kind, i, generator, orders, seeds)
+            self._draw_params(kind, i, generator, orders, seeds)
+            if local:
                 masks[i] = sample_rectangles(1, h, w, generator, swapped_geometry=self.swapped_geometry, device=x.device)[0]
-            else:
-                self._draw_params(kind, i, generator, orders, seeds)
             kinds.append(kind)
         rows = list(x.unbind(0))  # untouched rows stay views until the one stack
         for kind in ("gray", "fuse_gray", "fuse_sketch", "aug"):
@@ -117,15 +105,15 @@ class ProactiveDefense(Defense):
                 rows[i] = torch.where(masks[i][None], hom[j], x[i]) if i in masks else hom[j]
         return back(torch.stack(rows))
 
-    def _branch(self, u: float) -> str:
-        """Which of :meth:`train_transform`'s branches the uniform ``u`` picks."""
+    def _branch(self, u: float) -> str | None:
+        """Which of :meth:`train_transform`'s branches the uniform ``u`` picks (None: the image as is)."""
         t = 0.0
         for kind, key in (("gray", "p_gray"), ("fuse_gray", "p_gray_rgb"), ("fuse_sketch", "p_sketch_rgb"),
                           ("aug", "p_aug"), ("lht", "p_lht")):
             t += self.probs[key]
             if u < t:
                 return kind
-        return "none"
+        return None
 
     @staticmethod
     def _draw_params(kind: str, i: int, generator: torch.Generator, orders: dict, seeds: dict) -> None:

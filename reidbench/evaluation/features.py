@@ -57,7 +57,6 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor | Sequence[tor
     return distributed.gather_rows(feats, world)
 
 
-
 def summarize(result: dict) -> dict[str, float]:
     """R1 / R5 / R10 / mAP / mINP in percent from an :func:`evaluate_rank` result."""
     cmc = result["cmc"]

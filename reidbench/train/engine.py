@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, select_rows, to_model_input
 from ..utils import atomic_torch_save, atomic_write_text
-from ..training_protocol import BatchHook, BatchTrainTransform, TrainTransform
+from ..training_protocol import BatchHook, BatchTrainTransform, TrainTransform, per_image
 from .recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -133,11 +133,6 @@ class _ForwardTrain(nn.Module):
         return self.model.forward_train(x)
 
 
-def _looped(transform: TrainTransform) -> BatchTrainTransform:
-    """A per-image train transform applied image after image to a batch."""
-    return lambda x, gen: torch.stack([transform(xi, gen) for xi in x])
-
-
 def _check_world(recipe: Recipe, world: distributed.World) -> None:
     if world.distributed and recipe.batch_size % world.size:
         divisors = [d for d in range(1, recipe.batch_size + 1) if recipe.batch_size % d == 0 and d <= 64]
@@ -177,7 +172,7 @@ def train_model(
     world = distributed.current()
     _check_world(recipe, world)
     if train_transform is not None and batch_train_transform is None:  # the per-image form only
-        batch_train_transform = _looped(train_transform)
+        batch_train_transform = per_image(train_transform)
     device = torch.device(device)
     pids = torch.as_tensor(pids, dtype=torch.int64)
     n = len(pids)
@@ -270,9 +265,9 @@ def train_model(
                                   distributed.gather_rows(torch.tensor([len(x)], device=device), world).tolist())
                         with distributed.global_batch(sum(shards), sum(shards[:world.rank])):
                             out = net(x)
-                        feature = distributed.gather_rows_grad(out.feature, world)
-                        logits = distributed.gather_rows_grad(out.logits, world) if out.logits is not None else None
-                        y = distributed.gather_rows(y, world)
+                        feature = distributed.gather_rows_grad(out.feature, world, shards)
+                        logits = distributed.gather_rows_grad(out.logits, world, shards) if out.logits is not None else None
+                        y = distributed.gather_rows(y, world, shards)
                     loss = x.new_zeros(())
                     if recipe.ce_weight and logits is not None:
                         ce = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
