@@ -88,3 +88,79 @@ def test_sma_one_at_a_time_baseline(benchmark):
         return torch.cat([atk(x[i:i + 1]) for i in range(len(x))])
 
     benchmark.pedantic(one_by_one, rounds=2, iterations=1, warmup_rounds=1)
+
+
+# --- adaptive attacks through a randomised defense (issue 20): EOT 10 through CS-R --------------------
+# The seed's geometry: 256x128 model input, CS sizes of Market's native 128x64.
+EOT_BATCH, EOT_SIZE = 32, (256, 128)
+
+
+def _eot_setup():
+    from reidbench.defenses import CircuitousScalingRandom
+
+    torch.manual_seed(0)
+    model = frozen(build_architecture("resnet-small", 751).to(DEVICE))
+    x = torch.rand(EOT_BATCH, 3, *EOT_SIZE, device=DEVICE)
+    return model, x, CircuitousScalingRandom(seed=0)
+
+
+@pytest.mark.benchmark(group="EOT 10 through CS-R, resnet-small 256x128 b32")
+def test_ten_plain_forward_backward_baseline(benchmark):
+    """Ten plain forward + backward-to-input passes of the model: what EOT 10 costs without a transform."""
+    model, x, _ = _eot_setup()
+    with torch.no_grad():
+        ref = model(x)
+
+    def ten():
+        total = torch.zeros_like(x)
+        for _ in range(10):
+            xa = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad((model(xa) - ref).pow(2).sum(), xa)
+            total += g
+        return total
+
+    benchmark.pedantic(ten, rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="EOT 10 through CS-R, resnet-small 256x128 b32")
+def test_eot10_step_through_cs_random_reidbench(benchmark):
+    """One step of the engine's adaptive SMA through CS-R with 10 EOT draws (keyed, per image)."""
+    from reidbench.models import DefendedModel
+
+    model, x, defense = _eot_setup()
+    atk = SMA(DefendedModel(model, defense, adaptive=True), steps=1, eot_samples=10)
+    with atk._attack_mode():
+        atk._generator = torch.Generator().manual_seed(0)
+        state = atk.prepare(x, None, None, None)
+        x0 = atk.init(x)
+        benchmark.pedantic(atk.run_steps, args=(x0, state), rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="CS-R attack transform, 32 images 256x128")
+def test_cs_random_per_image_baseline(benchmark):
+    """The former form: each image's chain of F.interpolate calls on its own, forward and backward."""
+    from reidbench.defenses import circuitous_scaling
+
+    _, x, defense = _eot_setup()
+
+    def per_image():
+        xa = x.detach().requires_grad_(True)
+        y = torch.cat([circuitous_scaling(xa[k:k + 1], defense._draw(defense.generator), EOT_SIZE, backend="torch")
+                       for k in range(len(xa))])
+        (g,) = torch.autograd.grad(y.sum(), xa)
+        return g
+
+    benchmark.pedantic(per_image, rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="CS-R attack transform, 32 images 256x128")
+def test_cs_random_batched_reidbench(benchmark):
+    """CS-R's attack transform: every stage of all images in one batched product, forward and backward."""
+    _, x, defense = _eot_setup()
+
+    def batched():
+        xa = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(defense.attack_transform(xa).sum(), xa)
+        return g
+
+    benchmark.pedantic(batched, rounds=3, iterations=1, warmup_rounds=1)

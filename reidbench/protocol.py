@@ -195,11 +195,14 @@ def fitted_generator(attack: AttackSpec | str, surrogate: Surrogate, *, eps: flo
                      seed: int = 0) -> tuple[Any, Path]:
     """A transfer attack fitted on ``surrogate``'s checkpoint with its dataset's training split:
     loaded from the store when this (surrogate, dataset, configuration, seed) was fitted before,
-    fitted and saved otherwise (once across processes sharing the store). Returns
-    ``(attack, generator path)``; no model selection on the test set."""
+    fitted and saved otherwise (once across processes sharing the store; under torchrun by rank 0,
+    which sends the file to the other ranks). Returns ``(attack, generator path)``; no model selection
+    on the test set."""
+    from . import distributed
     from .data import load_images
     from .models import load_checkpoint
     from .store import checkpoint_store, content_key, produce_once
+    from .utils import atomic_path
 
     spec = parse_attack(attack)
     cls = spec.entry.obj
@@ -223,5 +226,13 @@ def fitted_generator(attack: AttackSpec | str, surrogate: Surrogate, *, eps: flo
         if surrogate.on_fit is not None:
             surrogate.on_fit(time.perf_counter() - t0)
 
-    produce_once(path, store, f"{spec.name}-" + key, f"{spec.title} fitting", fit)
+    world = distributed.current()
+    if world.distributed:  # torchrun: rank 0 fits (or finds) it and sends the file; no shared store needed
+        blob = distributed.on_main(lambda: (produce_once(path, store, f"{spec.name}-" + key, f"{spec.title} fitting", fit),
+                                            path.read_bytes())[1], world)
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(blob)
+    else:
+        produce_once(path, store, f"{spec.name}-" + key, f"{spec.title} fitting", fit)
     return cls.load(path, device=surrogate.device), path

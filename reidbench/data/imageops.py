@@ -21,7 +21,8 @@ from ..rng import uniform
 from .transforms import to_uint8
 
 __all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles", "fusion_order",
-           "fuse_channels", "autoaugment_seed", "autoaugment_seeded", "homogeneous_kind", "homogeneous"]
+           "fuse_channels", "autoaugment_seed", "autoaugment_seeded", "homogeneous_kind", "homogeneous",
+           "bicubic_aa_weights", "resize_bicubic_each", "resize_nearest_place_each"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 
@@ -234,3 +235,63 @@ def lht(x: torch.Tensor, generator: torch.Generator, sl: float = 0.02, sh: float
     mask = sample_rectangles(n, h, w, generator, sl, sh, r1, swapped_geometry, device=xb.device)
     out = torch.where(mask[:, None], hom, xb)
     return back(out[0] if single else out)
+
+
+def _cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """The bicubic convolution kernel (``a = -0.5``: the antialiased resize's, as PIL's)."""
+    t = t.abs()
+    return torch.where(t < 1, ((a + 2) * t - (a + 3)) * t * t + 1,
+                       torch.where(t < 2, (((t - 5) * t + 8) * t - 4) * a, torch.zeros_like(t)))
+
+
+def bicubic_aa_weights(n_in: torch.Tensor, n_out: torch.Tensor, in_len: int, out_len: int,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, out_len, in_len): row ``i`` of matrix ``k`` holds the weights with which output pixel ``i``
+    of a resize of ``n_in[k]`` pixels to ``n_out[k]`` (antialiased bicubic, half-pixel centres: what
+    ``F.interpolate(..., mode="bicubic", antialias=True, align_corners=False)`` computes along one
+    axis, to float rounding) reads the input pixels; rows and columns past a sample's sizes are zero.
+    ``n_in``, ``n_out``: (N,) integer tensors on the device the weights are wanted on."""
+    dev = n_in.device
+    n_in = n_in.to(dtype).view(-1, 1, 1)
+    n_out = n_out.to(dtype).view(-1, 1, 1)
+    scale = n_in / n_out
+    i = torch.arange(out_len, device=dev, dtype=dtype).view(1, -1, 1)
+    j = torch.arange(in_len, device=dev, dtype=dtype).view(1, 1, -1)
+    w = _cubic((j - scale * (i + 0.5) + 0.5) / scale.clamp(min=1)) * ((j < n_in) & (i < n_out))
+    total = w.sum(-1, keepdim=True)
+    return w / torch.where(total == 0, torch.ones_like(total), total)
+
+
+def resize_bicubic_each(x: torch.Tensor, in_hw: torch.Tensor, out_hw: torch.Tensor) -> torch.Tensor:
+    """Resize image ``k`` of ``x`` (N, C, H, W), whose content is its top-left ``in_hw[k]`` (H_k, W_k),
+    to ``out_hw[k]``, antialiased bicubic, all images in one batched product (differentiable): (N, C,
+    max out height, max out width), each result top-left and zero elsewhere. ``in_hw``, ``out_hw``: (N, 2)
+    integer tensors. Equals ``F.interpolate`` per image to float rounding (tests/defenses/test_cs.py)."""
+    in_hw, out_hw = in_hw.to(x.device), out_hw.to(x.device)
+    rows = bicubic_aa_weights(in_hw[:, 0], out_hw[:, 0], x.shape[-2], int(out_hw[:, 0].max()), x.dtype)
+    cols = bicubic_aa_weights(in_hw[:, 1], out_hw[:, 1], x.shape[-1], int(out_hw[:, 1].max()), x.dtype)
+    return rows[:, None] @ x @ cols[:, None].transpose(-1, -2)
+
+
+def _nearest_source(n_in: int, n_out: torch.Tensor, offset: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the source index of each of ``length`` output positions of a nearest resize of
+    ``n_in`` to ``n_out[k]`` pixels placed at ``offset[k]`` (torch's rule: floor(i * in / out) in
+    float32), and whether the position is inside the placed image."""
+    i = torch.arange(length, device=n_out.device).view(1, -1) - offset.view(-1, 1)
+    scale = torch.tensor(float(n_in), dtype=torch.float32, device=n_out.device) / n_out.view(-1, 1).to(torch.float32)
+    src = (i.to(torch.float32) * scale).floor().to(torch.int64).clamp(0, n_in - 1)
+    return src, (i >= 0) & (i < n_out.view(-1, 1))
+
+
+def resize_nearest_place_each(x: torch.Tensor, out_hw: torch.Tensor, top_left: torch.Tensor, canvas: tuple[int, int],
+                              fill: torch.Tensor) -> torch.Tensor:
+    """Resize image ``k`` of ``x`` (N, C, H, W) to ``out_hw[k]`` (nearest, as ``F.interpolate``'s
+    ``mode="nearest"``, pixel for pixel) and place it at ``top_left[k]`` on a ``canvas`` of ``fill``
+    (a (C,) or broadcastable colour), all images in one gather (differentiable)."""
+    out_hw, top_left = out_hw.to(x.device), top_left.to(x.device)
+    rows, in_rows = _nearest_source(x.shape[-2], out_hw[:, 0], top_left[:, 0], canvas[0])
+    cols, in_cols = _nearest_source(x.shape[-1], out_hw[:, 1], top_left[:, 1], canvas[1])
+    k = torch.arange(len(x), device=x.device).view(-1, 1, 1)
+    picked = x.permute(0, 2, 3, 1)[k, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    inside = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+    return torch.where(inside, picked, fill.to(x.dtype).view(1, -1, 1, 1))

@@ -102,22 +102,26 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).cpu()
 
 
-def pil_per_image(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
-    """``fn`` applied to each image of a float (N, 3, H, W) batch in [0, 1] as an 8-bit RGB PIL image,
-    over torch's number of CPU threads (Pillow's codecs and resampling release the GIL); the results,
-    of one size, come back as floats in [0, 1] on ``x``'s device and dtype, in order. The exact
-    Pillow paths (the seed's CS, JPEG on CPUs) go through it."""
+def pil_per_image(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image] | Sequence[Callable[[Image.Image], Image.Image]]
+                  ) -> torch.Tensor:
+    """``fn`` applied to each image of a float (N, 3, H, W) batch in [0, 1] as an 8-bit RGB PIL image
+    (or ``fn[k]`` to image ``k``), over torch's number of CPU threads (Pillow's codecs and resampling
+    release the GIL); the results, of one size, come back as floats in [0, 1] on ``x``'s device and
+    dtype, in order. The exact Pillow paths (the seed's CS and CS-R, JPEG on CPUs) go through it."""
     u8 = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    fns = list(fn) if isinstance(fn, Sequence) else [fn] * len(u8)
+    if len(fns) != len(u8):
+        raise ValueError(f"{len(fns)} functions for {len(u8)} images")
 
-    def one(a: np.ndarray) -> np.ndarray:
-        return np.asarray(fn(Image.fromarray(a)).convert("RGB"))
+    def one(k: int) -> np.ndarray:
+        return np.asarray(fns[k](Image.fromarray(u8[k])).convert("RGB"))
 
     threads = min(len(u8), max(1, torch.get_num_threads()))
     if threads <= 1:
-        out = [one(a) for a in u8]
+        out = [one(k) for k in range(len(u8))]
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            out = list(pool.map(one, u8))
+            out = list(pool.map(one, range(len(u8))))
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype if x.is_floating_point()
                                                                   else torch.float32) / 255
 

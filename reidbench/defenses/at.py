@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..attacks.base import AttackContext, FeatureBank
 from ..data.base import default_data_home
-from ..data.transforms import to_model_input
+from ..data.transforms import to_model_input, to_uint8
 from ..protocol import Threat, attack_kwargs, make_attack
 from ..registry import DEFENSES, format_eps, parse_attack
 from ..training_protocol import FineTuneStage
@@ -116,8 +116,8 @@ class AT(Defense):
         normally trained ``model``), fine-tuned on for ``epochs``."""
         adv, cached = self.adversarial_set(model, images, pids, camids, device=device, progress=progress)
         log.info("AT: adversarial training set %s (%d images)", "from the cache" if cached else "generated", len(adv))
-        clean = to_model_input(images, tuple(model.input_size), "cpu")
-        clean = torch.round(clean * 255).to(torch.uint8)
+        size = tuple(model.input_size)  # the clean set at the model's input size, as uint8, a chunk at a time
+        clean = torch.cat([to_uint8(to_model_input(images[s:s + 512], size, "cpu")) for s in range(0, len(pids), 512)])
         n_adv = min(len(adv), int(round(self.ratio * len(clean))))
         sel = torch.randperm(len(adv), generator=torch.Generator().manual_seed(seed))[:n_adv]
         return FineTuneStage("AT fine-tuning", torch.cat([clean, adv[sel]]), torch.cat([pids, pids[sel]]), self.epochs,

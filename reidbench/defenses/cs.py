@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import rng
+from ..data.imageops import resize_bicubic_each
 from ..data.transforms import pil_per_image
 from ..registry import DEFENSES
 from .base import Defense
 
-__all__ = ["circuitous_scaling", "CircuitousScaling", "CircuitousScalingRandom", "SEED_SIZES", "PATTERNS", "MARKET_NATIVE"]
+__all__ = ["circuitous_scaling", "circuitous_scaling_each", "CircuitousScaling", "CircuitousScalingRandom", "SEED_SIZES", "PATTERNS", "MARKET_NATIVE"]
 
 SEED_SIZES = ((110, 50), (220, 100), (110, 50))
 MARKET_NATIVE = (128, 64)
@@ -38,6 +39,12 @@ def _ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit grid in the forward pass, identity in the backward pass."""
     q = torch.round(x.clamp(0, 1) * 255) / 255
     return x + (q - x).detach()
+
+
+def _after_resize(x: torch.Tensor, quantize: bool) -> torch.Tensor:
+    """What follows every resize of the differentiable chain: 8-bit rounding (straight-through) as
+    PIL's 8-bit images do, or a clamp to [0, 1]."""
+    return _ste_round(x) if quantize else x.clamp(0, 1)
 
 
 def _pil_chain(im: Image.Image, sizes: Sequence[tuple[int, int]], final: tuple[int, int]) -> Image.Image:
@@ -64,7 +71,7 @@ def circuitous_scaling(images, sizes: Sequence[tuple[int, int]] | str = SEED_SIZ
         x = images
         for size in (*sizes, final):
             x = F.interpolate(x, size=tuple(int(v) for v in size), mode="bicubic", align_corners=False, antialias=True)
-            x = _ste_round(x) if quantize else x.clamp(0, 1)
+            x = _after_resize(x, quantize)
         return x
     if backend != "pil":
         raise ValueError(f"backend must be 'pil' or 'torch', got {backend!r}")
@@ -77,6 +84,33 @@ def circuitous_scaling(images, sizes: Sequence[tuple[int, int]] | str = SEED_SIZ
     if isinstance(images, torch.Tensor):  # 8-bit PIL images, over the CPU threads
         return pil_per_image(images, lambda im: _pil_chain(im, sizes, final))
     raise TypeError(f"cannot apply circuitous scaling to {type(images).__name__}")
+
+
+def circuitous_scaling_each(x: torch.Tensor, chains: Sequence[Sequence[tuple[int, int]]], final: tuple[int, int],
+                            backend: str = "torch", quantize: bool = True) -> torch.Tensor:
+    """Circuitous scaling of each image of a float (N, 3, H, W) batch through its own sizes
+    (``chains[k]``: image ``k``'s (H, W) sizes, as many for every image) and then to ``final``.
+
+    ``backend="torch"``: every stage of all images in one batched product (separable antialiased
+    bicubic weights per image, :func:`~reidbench.data.imageops.resize_bicubic_each`), equal to
+    ``circuitous_scaling(x[k:k+1], chains[k], final, backend="torch")`` to float rounding (which may
+    move a rounded pixel by one grey level), differentiable. ``backend="pil"``: the exact PIL chain
+    of each image, over the CPU threads."""
+    final = tuple(int(v) for v in final)
+    if backend == "pil":
+        return pil_per_image(x, [lambda im, c=tuple(c): _pil_chain(im, c, final) for c in chains])
+    if backend != "torch":
+        raise ValueError(f"backend must be 'pil' or 'torch', got {backend!r}")
+    depth = {len(c) for c in chains}
+    if len(depth) != 1:
+        raise ValueError(f"every image's chain must have as many sizes; got lengths {sorted(depth)}")
+    n = len(x)
+    cur = torch.tensor([list(x.shape[-2:])] * n)
+    for k in range(depth.pop() + 1):
+        nxt = torch.tensor([list(c[k]) for c in chains] if k < len(chains[0]) else [list(final)] * n)
+        x = _after_resize(resize_bicubic_each(x, cur, nxt), quantize)
+        cur = nxt
+    return x
 
 
 def _scale_sizes(sizes, native):
@@ -155,10 +189,9 @@ class CircuitousScalingRandom(CircuitousScaling):
         return tuple(out)
 
     def _each(self, x, backend):
-        final = tuple(x.shape[-2:])
         gens = rng.sample_generators(x.shape[0], f"{self.name}:{self.seed}") or [self.generator] * x.shape[0]
-        return torch.cat([circuitous_scaling(x[i:i + 1], self._draw(g), final, backend=backend, quantize=self.quantize)
-                          for i, g in enumerate(gens)])
+        return circuitous_scaling_each(x, [self._draw(g) for g in gens], tuple(x.shape[-2:]), backend=backend,
+                                       quantize=self.quantize)
 
     def test_transform(self, x):
         return self._each(x, self.backend)

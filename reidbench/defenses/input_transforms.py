@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.imageops import resize_nearest_place_each
 from ..data.transforms import jpeg_roundtrip
 from ..models.base import IMAGENET_MEAN
 from .. import rng
@@ -67,7 +68,9 @@ class RRP(Defense):
     height in [H, 9H/8) with the width following the 1:2 aspect, then padded at a random offset to
     (9H/8, 9W/8) with the ImageNet mean colour (zero after normalisation). The model is fully
     convolutional with global pooling, so the larger input is fine. Randomised (per image and per
-    call; keyed draws inside reidbench's pipeline, :mod:`reidbench.rng`): evaluate it against EOT attacks. Differentiable almost everywhere."""
+    call; keyed draws inside reidbench's pipeline, :mod:`reidbench.rng`): evaluate it against EOT attacks. Differentiable almost everywhere.
+    With ``mode="nearest"`` the whole batch is resized and placed in one gather on its device;
+    another ``F.interpolate`` mode runs image by image."""
 
     name = "rrp"
     deterministic = False
@@ -78,20 +81,31 @@ class RRP(Defense):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def test_transform(self, x):
-        n, c, h, w = x.shape
+    def _draws(self, n: int, h: int, w: int) -> torch.Tensor:
+        """(n, 4): each image's resized height and width and its top-left offset on the canvas."""
         out_h, out_w = h + h // 8, w + w // 8
-        fill = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        outs = []
-        gens = rng.sample_generators(n, f"{self.name}:{self.seed}") or [self.generator] * n
-        for i, g in enumerate(gens):
+        rows = []
+        for g in rng.sample_generators(n, f"{self.name}:{self.seed}") or [self.generator] * n:
             nh = int(torch.randint(h, out_h, (1,), generator=g))
             nw = min(out_w, max(1, round(nh * w / h)))
-            r = F.interpolate(x[i:i + 1], size=(nh, nw), mode=self.mode)
             top = int(torch.randint(0, out_h - nh + 1, (1,), generator=g))
             left = int(torch.randint(0, out_w - nw + 1, (1,), generator=g))
+            rows.append((nh, nw, top, left))
+        return torch.tensor(rows, dtype=torch.int64).view(n, 4)
+
+    def test_transform(self, x):
+        n, c, h, w = x.shape
+        canvas = (h + h // 8, w + w // 8)
+        fill = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device)
+        d = self._draws(n, h, w)
+        if self.mode == "nearest":  # all images in one gather
+            return resize_nearest_place_each(x, d[:, :2], d[:, 2:], canvas, fill)
+        outs = []
+        for i, (nh, nw, top, left) in enumerate(d.tolist()):
+            r = F.interpolate(x[i:i + 1], size=(nh, nw), mode=self.mode)
             # pad the difference to the fill colour with zeros: differentiable, fill outside
-            outs.append(F.pad(r - fill, (left, out_w - nw - left, top, out_h - nh - top)) + fill)
+            outs.append(F.pad(r - fill.view(1, 3, 1, 1), (left, canvas[1] - nw - left, top, canvas[0] - nh - top))
+                        + fill.view(1, 3, 1, 1))
         return torch.cat(outs)
 
     def config(self):

@@ -51,7 +51,7 @@ def save_checkpoint(model: Embedder, path: str | os.PathLike, *, arch: str, arch
 
     ``meta`` is recorded as given (dataset and fingerprint, recipe, seed, preset, defense, ...)."""
     path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # channels-last trained: the usual layout
     atomic_torch_save(state, path)
     card = {
         "format": "reidbench-checkpoint-v1",

@@ -26,6 +26,7 @@ world size. Rank 0 writes the training state; a resumed run reads it on rank 0 a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -55,6 +56,11 @@ __all__ = ["train_model", "TrainResult", "triplet_loss", "build_optimizer", "TRA
 TRAIN_NUMERICS = "1"
 
 TRAIN_STATE_FILE = "last.pt"
+
+#: how many steps the loop runs between two reads of its running sums (a host synchronisation on a
+#: GPU): the progress bar and the finite-loss check happen then and at the end of each epoch
+READ_EVERY = 25
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -133,6 +139,24 @@ class _ForwardTrain(nn.Module):
         return self.model.forward_train(x)
 
 
+def _rows_on(images, idx, device: torch.device):
+    """Rows ``idx`` of the decoded uint8 images for ``device``: on a GPU copied through pinned memory
+    without waiting for the copy (the stream orders it before the batch's first kernel)."""
+    rows = select_rows(images, idx)
+    if device.type == "cuda" and isinstance(rows, torch.Tensor):
+        rows = rows.pin_memory().to(device, non_blocking=True)
+    return rows
+
+
+def _read(sums: torch.Tensor, seen: int, epoch: int) -> list[float]:
+    """The epoch's mean loss, CE, triplet loss and accuracy so far, from the device-side sums (one host
+    synchronisation); a non-finite loss since the start of the epoch is an error."""
+    values = sums.tolist()
+    if values[4] or not math.isfinite(values[0]):
+        raise FloatingPointError(f"training loss became non-finite at epoch {epoch + 1}; lower the learning rate")
+    return [v / max(seen, 1) for v in values[:4]]
+
+
 def _check_world(recipe: Recipe, world: distributed.World) -> None:
     if world.distributed and recipe.batch_size % world.size:
         divisors = [d for d in range(1, recipe.batch_size + 1) if recipe.batch_size % d == 0 and d <= 64]
@@ -156,6 +180,8 @@ def train_model(
     batch_train_transform: BatchTrainTransform | None = None,
     progress: bool = True,
     config: dict[str, Any] | None = None,
+    channels_last: bool = False,
+    compile: str | None = None,
 ) -> TrainResult:
     """Train ``model`` (an :class:`~reidbench.models.Embedder`) on uint8 ``images`` with labels ``pids``.
 
@@ -168,6 +194,14 @@ def train_model(
             nothing on disk.
         resume: continue from ``out_dir/last.pt`` if present.
         config: extra information written into ``config.json`` with the recipe and the seed.
+        channels_last: the model and its inputs in channels-last memory format (faster convolutions
+            on GPUs with tensor cores; the same numbers to float rounding).
+        compile: a ``torch.compile`` backend (``"inductor"``, ...) for the training forward pass, or
+            None (eager).
+
+    The loop never waits for the device inside an epoch but every :data:`READ_EVERY` steps: losses
+    and accuracy are summed on the device; a non-finite loss is caught at the next read (before any
+    training state is written).
     """
     world = distributed.current()
     _check_world(recipe, world)
@@ -180,8 +214,14 @@ def train_model(
     model.to(device)
     opt = build_optimizer(model, recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _lr_factor(recipe, e))
-    use_amp = recipe.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    precision = recipe.precision
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"mixed precision fp16 needs a CUDA device (its gradient scaler); on {device} use bf16 "
+                         "(--amp bf16) or full precision")
+    autocast = {"device_type": device.type, "dtype": _AUTOCAST[precision]} if precision in _AUTOCAST else None
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     history: list[dict[str, Any]] = []
@@ -192,6 +232,8 @@ def train_model(
                     "num_classes": int(pids.max()) + 1, "input_size": list(size), **(config or {})}
         if world.distributed:
             resolved["world_size"] = world.size
+        if channels_last or compile:
+            resolved["execution"] = {"channels_last": channels_last, "compile": compile}
         atomic_write_text(Path(out_dir) / "config.json", json.dumps(resolved, indent=2, sort_keys=True, default=str) + "\n")
         log.info("training configuration: %s", json.dumps(resolved, sort_keys=True, default=str))
     if world.distributed and batch_hook is not None and world.is_main:
@@ -226,24 +268,29 @@ def train_model(
             net = DistributedDataParallel(_ForwardTrain(model), device_ids=[device.index] if device.type == "cuda" else None,
                                           forward_sync_buffers=False,  # global BatchNorm: equal buffers on every rank
                                           find_unused_parameters=not (recipe.ce_weight and recipe.triplet_weight))
+        forward = net if net is not None else _ForwardTrain(model)
+        if compile:
+            forward = torch.compile(forward, backend=compile)
         for epoch in range(start, recipe.epochs):
             model.train()
             if recipe.sampler == "pk":
                 batches = pk_batches(pids, recipe.batch_size, recipe.num_instances, num_batches, gen)
             else:
                 batches = random_batches(n, recipe.batch_size, gen, recipe.drop_last)
-            sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "seen": 0, "hook_s": 0.0}
+            # running sums on the device (loss, ce, triplet, correct, non-finite losses), read every READ_EVERY steps
+            sums = torch.zeros(5, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
+            seen, hook_s, read = 0, 0.0, None
             te = time.perf_counter()
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
                        disable=not progress or not world.is_main, leave=False)
             for idx in bar:
                 if world.distributed and batch_train_transform is None:  # this rank's rows, one process's draws
                     rows = distributed.shard_range(len(idx), world)
-                    x = to_model_input(select_rows(images, idx[rows.start:rows.stop]), size, device)
+                    x = to_model_input(_rows_on(images, idx[rows.start:rows.stop], device), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen, batch=len(idx), start=rows.start)
                     y = pids[idx[rows.start:rows.stop]].to(device)
                 else:
-                    x = to_model_input(select_rows(images, idx), size, device)
+                    x = to_model_input(_rows_on(images, idx, device), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
                     if batch_train_transform is not None:  # per-image draws in sequence: every rank runs them all
                         x = batch_train_transform(x, gen)
@@ -255,47 +302,52 @@ def train_model(
                     th = time.perf_counter()
                     x, y = batch_hook(model, x, y, step)
                     model.train()
-                    sums["hook_s"] += time.perf_counter() - th
-                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    hook_s += time.perf_counter() - th
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(**autocast) if autocast else contextlib.nullcontext():
                     if net is None:
-                        out = model.forward_train(x)
+                        out = forward(x)
                         feature, logits = out.feature, out.logits
                     else:
                         shards = (distributed.shard_sizes(len(idx), world) if batch_hook is None else  # a hook may resize
                                   distributed.gather_rows(torch.tensor([len(x)], device=device), world).tolist())
                         with distributed.global_batch(sum(shards), sum(shards[:world.rank])):
-                            out = net(x)
+                            out = forward(x)
                         feature = distributed.gather_rows_grad(out.feature, world, shards)
                         logits = distributed.gather_rows_grad(out.logits, world, shards) if out.logits is not None else None
                         y = distributed.gather_rows(y, world, shards)
-                    loss = x.new_zeros(())
+                    loss = x.new_zeros((), dtype=torch.float32)
+                    parts = [loss] * 4
                     if recipe.ce_weight and logits is not None:
                         ce = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
                         loss = loss + recipe.ce_weight * ce
-                        sums["ce"] += float(ce.detach()) * len(y)
-                        sums["correct"] += int((logits.argmax(1) == y).sum())
+                        parts[1], parts[3] = ce, (logits.argmax(1) == y).sum()
                     if recipe.triplet_weight:
                         tr = triplet_loss(feature.float(), y, recipe.margin)
                         loss = loss + recipe.triplet_weight * tr
-                        sums["triplet"] += float(tr.detach()) * len(y)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
+                        parts[2] = tr
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                sums["loss"] += float(loss.detach()) * len(y)
-                sums["seen"] += len(y)
+                parts[0] = loss
+                with torch.no_grad():  # no host synchronisation: summed on the device
+                    sums += torch.stack([parts[0].detach().double() * len(y), parts[1].detach().double() * len(y),
+                                         parts[2].detach().double() * len(y), parts[3].double(),
+                                         (~torch.isfinite(loss.detach())).double()]).to(sums.dtype)
+                seen += len(y)
                 step += 1
-                el = time.perf_counter() - te
-                bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", img_s=f"{sums['seen'] / max(el, 1e-9):.0f}")
+                if step % READ_EVERY == 0:
+                    read = _read(sums, seen, epoch)
+                    bar.set_postfix(loss=f"{read[0]:.3f}", img_s=f"{seen / max(time.perf_counter() - te, 1e-9):.0f}")
             bar.close()
+            read = _read(sums, seen, epoch)
             sched.step()
             seconds = time.perf_counter() - te
-            rec = {"epoch": epoch + 1, "loss": sums["loss"] / sums["seen"], "ce": sums["ce"] / sums["seen"],
-                   "triplet": sums["triplet"] / sums["seen"], "train_acc": sums["correct"] / sums["seen"],
-                   "seconds": round(seconds, 3), "images_per_s": round(sums["seen"] / seconds, 1),
-                   "hook_share": round(sums["hook_s"] / seconds, 3), "lr": opt.param_groups[0]["lr"]}
+            rec = {"epoch": epoch + 1, "loss": read[0], "ce": read[1], "triplet": read[2], "train_acc": read[3],
+                   "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1),
+                   "hook_share": round(hook_s / seconds, 3), "lr": opt.param_groups[0]["lr"]}
             history.append(rec)
             log.info("epoch %d/%d loss %.4f acc %.3f %.1f img/s%s", epoch + 1, recipe.epochs, rec["loss"],
                      rec["train_acc"], rec["images_per_s"],

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Recipe", "RECIPES", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "PRECISIONS"]
+
+#: mixed-precision modes of ``Recipe.amp`` (``True`` is ``"fp16"``, ``False`` ``"off"``)
+PRECISIONS = ("off", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Recipe:
     margin: float = 0.3
     pad: int = 10
     flip: bool = True
-    amp: bool = False
+    amp: bool | str = False
     drop_last: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -47,6 +50,11 @@ class Recipe:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+    @property
+    def precision(self) -> str:
+        """``amp`` as one of :data:`PRECISIONS`."""
+        return {False: "off", True: "fp16"}.get(self.amp, self.amp) if isinstance(self.amp, bool) else str(self.amp)
 
     def replace(self, **changes: Any) -> "Recipe":
         return replace(self, **changes)
@@ -60,6 +68,8 @@ class Recipe:
             raise ValueError(f"sampler must be 'random' or 'pk', got {self.sampler!r}")
         if self.sampler == "pk" and self.batch_size % self.num_instances:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_instances {self.num_instances}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"amp must be one of {', '.join(PRECISIONS)} (or a bool), got {self.amp!r}")
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
 

@@ -30,7 +30,8 @@ FINAL_CHECKPOINT = "model.pt"
 
 def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, *, seed: int = 0,
                  epochs: int | None = None, arch: str | None = None, device: str | torch.device = "cpu",
-                 resume: bool = False, pretrained: bool | None = None, amp: bool = False,
+                 resume: bool = False, pretrained: bool | None = None, amp: bool | str = False,
+                 channels_last: bool = False, compile: str | None = None,
                  progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
     """Train model preset ``preset`` on ``dataset.train``; write ``out_dir/model.pt`` + ``model.json``.
 
@@ -38,7 +39,9 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     starts from the architecture's ImageNet weights (torchvision's, a download, for ft_net and the
     other ResNet/DenseNet models; the packaged ones, offline, for efficientnet-lite0/-lite2); default
     on for real datasets, off for synthreid. The sidecar's ``init`` says which
-    (:func:`~reidbench.models.architectures.initialisation`)."""
+    (:func:`~reidbench.models.architectures.initialisation`). ``amp`` (``"fp16"``/``True``, ``"bf16"``)
+    sets the recipe's mixed precision; ``channels_last`` and ``compile`` (a ``torch.compile`` backend)
+    change how the engine runs, not what it computes (to float rounding), and are recorded in the card."""
     p = get_preset(preset)
     arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained)
     if arch and ARCHITECTURES.entry(arch).name != ARCHITECTURES.entry(arch_name).name:
@@ -50,7 +53,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     if epochs is not None:
         recipe = recipe.replace(epochs=epochs)
     if amp:
-        recipe = recipe.replace(amp=True)
+        recipe = recipe.replace(amp=amp)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
@@ -69,7 +72,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     result = train_model(
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
         progress=progress, train_transform=hooks.train_transform, batch_hook=hooks.batch_hook,
-        batch_train_transform=hooks.batch_train_transform,
+        batch_train_transform=hooks.batch_train_transform, channels_last=channels_last, compile=compile,
         config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
                 "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
                 "train_defense": p.train_defense, "test_defense": p.test_defense},
@@ -85,7 +88,9 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         seconds += time.perf_counter() - t_fit  # the fit stage (AT's adversarial set, fine-tuning) counts
     saved_kwargs = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}  # weights come from the file
     world = distributed.current()
-    extra = {"world_size": world.size} if world.distributed else {}  # torchrun: the same numbers, said
+    extra: dict[str, Any] = {"world_size": world.size} if world.distributed else {}  # torchrun: the same numbers, said
+    if channels_last or compile:
+        extra["execution"] = {"channels_last": channels_last, "compile": compile}
     card = distributed.on_main(lambda: save_checkpoint(  # rank 0 writes; every rank gets the card
         result.model, out / FINAL_CHECKPOINT, arch=arch_name, arch_kwargs=saved_kwargs, num_classes=num_classes,
         preset=p.name, pretrained=bool(arch_kwargs.get("pretrained", False)), init=init,

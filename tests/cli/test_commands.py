@@ -123,7 +123,10 @@ def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, 
 def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
-                 "--no-eval"]) == 0
+                 "--no-eval", "--channels-last"]) == 0
+    import json
+
+    assert json.loads((out / "model.json").read_text())["execution"] == {"channels_last": True, "compile": None}
     assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
                  "--attack", "mifgsm", "--steps", "2", "--rerank"]) == 0
     text = capsys.readouterr().out

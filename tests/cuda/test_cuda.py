@@ -99,3 +99,17 @@ def test_a_training_epoch_on_the_device():
     assert next(dev.model.parameters()).device.type == torch.device(DEVICE).type
     assert all(torch.isfinite(p).all() for p in dev.model.parameters())
     assert dev.history[0]["loss"] == pytest.approx(cpu.history[0]["loss"], rel=1e-3)  # the first epoch's mean loss
+
+
+def test_randomised_transforms_run_batched_on_the_device():
+    """CS-R's and RRP's batched forms on the device: same draws as on the CPU, outputs on the device,
+    CS-R within one grey level of the CPU's (8-bit rounding after float sums in another order), RRP
+    equal (a gather)."""
+    from reidbench.defenses import RRP, CircuitousScalingRandom
+
+    x = torch.rand(6, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    for make, tol in ((lambda: CircuitousScalingRandom(seed=2, native=(64, 32)), 1 / 255 + 1e-6), (lambda: RRP(seed=2), 0)):
+        on_dev = make().attack_transform(x.to(DEVICE))
+        on_cpu = make().attack_transform(x)
+        assert on_dev.device.type == torch.device(DEVICE).type and on_dev.shape == on_cpu.shape
+        assert float((on_dev.cpu() - on_cpu).abs().max()) <= tol

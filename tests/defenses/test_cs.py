@@ -121,3 +121,78 @@ def test_adaptive_attack_through_cs_is_at_least_as_strong_as_the_oblivious_one()
         d_obl = (defended(obl) - clean).pow(2).sum(1)
         d_ada = (defended(ada) - clean).pow(2).sum(1)
     assert float(d_ada.mean()) >= float(d_obl.mean())
+
+
+def test_batched_bicubic_resize_equals_interpolate_per_image():
+    """The per-image weights of the batched resize are F.interpolate's (antialiased bicubic, half-pixel
+    centres), down and up, for images of different sizes in one batch, values and gradients."""
+    from reidbench.data.imageops import resize_bicubic_each
+
+    g = torch.Generator().manual_seed(0)
+    in_hw = torch.tensor([[64, 32], [50, 23], [64, 32], [17, 9]])
+    out_hw = torch.tensor([[110, 50], [31, 64], [64, 32], [2, 3]])
+    x = torch.zeros(4, 3, 64, 32)
+    for k, (h, w) in enumerate(in_hw.tolist()):
+        x[k, :, :h, :w] = torch.rand(3, h, w, generator=g)
+    x.requires_grad_(True)
+    y = resize_bicubic_each(x, in_hw, out_hw)
+    assert y.shape == (4, 3, 110, 64)
+    weight = torch.rand(y.shape, generator=g)
+    (y * weight).sum().backward()
+    for k, ((h, w), (oh, ow)) in enumerate(zip(in_hw.tolist(), out_hw.tolist())):
+        xk = x.detach()[k:k + 1, :, :h, :w].clone().requires_grad_(True)
+        ref = torch.nn.functional.interpolate(xk, size=(oh, ow), mode="bicubic", align_corners=False, antialias=True)
+        assert torch.allclose(y[k:k + 1, :, :oh, :ow], ref, atol=2e-6), k
+        assert not y[k, :, oh:].any() and not y[k, :, :, ow:].any()  # zero outside the image
+        (ref * weight[k:k + 1, :, :oh, :ow]).sum().backward()
+        assert torch.allclose(x.grad[k, :, :h, :w], xk.grad[0], atol=2e-5), k
+        assert not x.grad[k, :, h:].any() and not x.grad[k, :, :, w:].any()
+
+
+def _cs_r_reference(defense, x, backend):
+    """CS-R image by image with the defense's own (unkeyed) generator: the per-image reference."""
+    final = tuple(x.shape[-2:])
+    return torch.cat([circuitous_scaling(x[k:k + 1], defense._draw(defense.generator), final, backend=backend)
+                      for k in range(len(x))])
+
+
+def test_cs_random_batched_equals_the_per_image_chain():
+    """CS-R's batched forms make the per-image draws in order: the exact PIL path is pixel for pixel
+    the per-image PIL chain; the differentiable path is the per-image F.interpolate chain up to float
+    rounding, which may move an 8-bit-rounded pixel by one grey level and rarely does."""
+    x = torch.stack([torch.from_numpy(photo(s)).permute(2, 0, 1).float() / 255 for s in range(6)])
+    assert torch.equal(CircuitousScalingRandom(seed=5).test_transform(x),
+                       _cs_r_reference(CircuitousScalingRandom(seed=5), x, "pil"))
+    ours = CircuitousScalingRandom(seed=5).attack_transform(x)
+    ref = _cs_r_reference(CircuitousScalingRandom(seed=5), x, "torch")
+    steps = ((ours - ref).abs() * 255).round()
+    assert float(steps.max()) <= 1 and float((steps > 0).float().mean()) < 1e-3
+    assert not torch.equal(ours, CircuitousScalingRandom(seed=6).attack_transform(x))  # the draws matter
+    xg = x.clone().requires_grad_(True)
+    CircuitousScalingRandom(seed=5).attack_transform(xg).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    _cs_r_reference(CircuitousScalingRandom(seed=5), xr, "torch").sum().backward()
+    assert torch.allclose(xg.grad, xr.grad, atol=1e-4)
+
+
+def test_rrp_batched_equals_resize_and_pad_per_image():
+    """RRP's one-gather form is F.interpolate(nearest) + padding image by image: same draws, same
+    pixels, same gradient."""
+    from reidbench.models.base import IMAGENET_MEAN
+
+    x = torch.rand(5, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+    fill = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    ref_d = RRP(seed=4)
+    draws = ref_d._draws(5, 64, 32)
+    assert len({tuple(r) for r in draws[:, :2].tolist()}) > 1  # sizes differ within the batch
+    xr = x.clone().requires_grad_(True)
+    ref = torch.cat([torch.nn.functional.pad(torch.nn.functional.interpolate(xr[k:k + 1], size=(nh, nw), mode="nearest") - fill,
+                                             (left, 36 - nw - left, top, 72 - nh - top)) + fill
+                     for k, (nh, nw, top, left) in enumerate(draws.tolist())])
+    xg = x.clone().requires_grad_(True)
+    ours = RRP(seed=4).test_transform(xg)
+    assert torch.allclose(ours, ref, atol=1e-6)
+    weight = torch.rand(ours.shape, generator=torch.Generator().manual_seed(2))
+    (ours * weight).sum().backward()
+    (ref * weight).sum().backward()
+    assert torch.allclose(xg.grad, xr.grad, atol=1e-6)

@@ -19,8 +19,8 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+def torchrun(*args: str, nproc: int = 2, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                           *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     return out
@@ -131,3 +131,25 @@ def test_outside_torchrun_nothing_is_sharded():
     t = torch.arange(5)
     assert distributed.gather_rows(t) is t and distributed.shard_range(5) == range(5)
     assert distributed.on_main(lambda: 7) == 7
+
+
+def test_a_transfer_attack_is_fitted_by_rank_0_and_sent_to_the_others(checkpoint, tmp_path):
+    """DMR under torchrun: the generator is fitted once (by rank 0, whose file every rank receives),
+    and the sharded attack's metrics are one process's with that generator."""
+    path, ds = checkpoint
+    common = ["--checkpoint", str(path), "--dataset", "synthreid", "--data-root", str(ds.root), "--attack",
+              "dmr(epochs=1)", "--device", "cpu", "--json"]
+    home = tmp_path / "home"
+    out = torchrun("-m", "reidbench", "-q", "attack", *common, env={"REIDBENCH_HOME": str(home)})
+    _check(out)
+    two = json.loads(out.stdout)
+    generators = sorted(home.rglob("generator.pt"))
+    assert len(generators) == 1  # one fit, in the shared store
+    one_out = subprocess.run([sys.executable, "-m", "reidbench", "-q", "attack", *common], capture_output=True,
+                             text=True, cwd=ROOT, timeout=300,
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "REIDBENCH_HOME": str(home)})
+    _check(one_out)
+    one = json.loads(one_out.stdout)  # loads rank 0's generator from the store
+    assert sorted(home.rglob("generator.pt")) == generators
+    for metric in ("R1", "mAP"):
+        assert two["attacked"][metric] == pytest.approx(one["attacked"][metric], abs=1e-4), metric

@@ -132,3 +132,60 @@ def test_the_training_state_keeps_the_cuda_generators_and_a_resume_restores_them
     train_model(fresh(n), tr.images, tr.pids, r.replace(epochs=2), seed=0, out_dir=tmp_path, resume=True,
                 device="cpu", progress=False)
     assert [t.tolist() for t in restored[0]] == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_channels_last_and_compile_change_how_it_runs_not_what_it_computes(tiny, tmp_path):
+    """Channels-last memory format and a torch.compile'd forward pass give one process's eager
+    weights to float rounding, and say so in config.json. One SGD step of the CE loss: the triplet
+    loss's hard mining makes runs chaotic (a rounding difference switches a hardest negative of a
+    fresh model's near-tied distances), whatever the layout."""
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    r = FAST.replace(epochs=1, sampler="random", optimizer="sgd", lr=0.01, triplet_weight=0.0)
+    images, pids = tr.images[:32], tr.pids[:32]
+    ref = train_model(fresh(n), images, pids, r, seed=3, progress=False)
+    for kw in ({"channels_last": True}, {"compile": "aot_eager"}):
+        out = tmp_path / next(iter(kw))
+        res = train_model(fresh(n), images, pids, r, seed=3, out_dir=out, progress=False, **kw)
+        assert res.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=1e-5), kw
+        for (k, a), (_, b) in zip(ref.model.state_dict().items(), res.model.state_dict().items()):
+            assert torch.allclose(a.float(), b.float(), atol=1e-5), (kw, k)
+        conv = next(m for m in res.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == bool(kw.get("channels_last"))
+        execution = json.loads((out / "config.json").read_text())["execution"]
+        assert execution == {"channels_last": bool(kw.get("channels_last")), "compile": kw.get("compile")}
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu_and_fp16_needs_cuda(tiny, tmp_path):
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    r = FAST.replace(epochs=1)
+    ref = train_model(fresh(n), tr.images, tr.pids, r, seed=3, progress=False)
+    bf = train_model(fresh(n), tr.images, tr.pids, r.replace(amp="bf16"), seed=3, out_dir=tmp_path, progress=False)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in bf.model.parameters())
+    assert bf.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=0.05)  # the same training, rounded
+    assert bf.history[0]["loss"] != ref.history[0]["loss"]                          # ... in bf16
+    assert json.loads((tmp_path / "config.json").read_text())["recipe"]["amp"] == "bf16"
+    with pytest.raises(ValueError, match="bf16"):
+        train_model(fresh(n), tr.images, tr.pids, r.replace(amp="fp16"), seed=3, progress=False)
+    with pytest.raises(ValueError, match="amp must be one of"):
+        r.replace(amp="fp8")
+
+
+def test_a_non_finite_loss_stops_training_before_its_state_is_written(tiny, tmp_path, monkeypatch):
+    """The loop reads its device-side sums every READ_EVERY steps only; a NaN loss is still an error,
+    raised before the epoch's training state is written."""
+    _, tr = tiny
+    n = int(tr.pids.max()) + 1
+    calls = []
+    real = engine.triplet_loss
+
+    def poisoned(features, pids, margin):
+        calls.append(1)
+        value = real(features, pids, margin)
+        return value * float("nan") if len(calls) == 2 else value
+
+    monkeypatch.setattr(engine, "triplet_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite at epoch 1"):
+        train_model(fresh(n), tr.images, tr.pids, FAST.replace(epochs=2), seed=3, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / engine.TRAIN_STATE_FILE).exists()
