@@ -15,6 +15,11 @@ worker opens the dataset itself (``--data-root`` must hold the same copy on ever
 generated) and checks its fingerprint against the driver's. A task whose worker dies is retried by
 Ray (``max_retries``), and so is one that raises (a lost node's half-written file, an out-of-memory
 kill): cells are deterministic, so a retry gives the same record.
+
+The driver claims every cell it submits in ``--results/claims`` (:class:`~reidbench.store.CellClaim`,
+heartbeats included) and releases it once the record is written or the run fails, so a Ray run and
+in-process or SLURM runs that share a results folder never compute a cell twice; a cell another live
+run holds is reported as busy and left to it.
 """
 
 from __future__ import annotations
@@ -172,7 +177,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     workers share; the first cell task that finds it absent creates it and fails. Returns the
     :class:`MatrixRun`."""
     from ..protocol import Threat
-    from ..store import checkpoint_store
+    from ..store import CellClaim, checkpoint_store
     from .records import Record, git_sha, write_record
     from .runner import _MatrixRunner, checkpoint_location
 
@@ -236,37 +241,54 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     # 3. rows and their cells: keys planned here, work on the cluster, records written here
     bar = tqdm(total=runner.n_cells, desc="matrix cells (ray)", unit="cell", disable=not progress)
     cells: dict[Any, tuple] = {}
-    for (seed, model_name, defense_spec), group in groups.items():
-        ckpt, card = runner.checkpoint(model_name, seed)
-        planned = runner.plan_row(group, card, defense_spec.build())
-        todo = []
-        for item in planned:
-            if item.path.is_file() and not force:
-                run.skipped.append(item.key)
-                run.records.append(item.path)
-                bar.update(1)
-            else:
+    claims: dict[str, CellClaim] = {}  # the driver claims each cell it submits, as an in-process run does
+    try:
+        for (seed, model_name, defense_spec), group in groups.items():
+            ckpt, card = runner.checkpoint(model_name, seed)
+            planned = runner.plan_row(group, card, defense_spec.build())
+            todo = []
+            for item in planned:
+                if item.path.is_file() and not force:
+                    run.skipped.append(item.key)
+                    run.records.append(item.path)
+                    bar.update(1)
+                    continue
+                claim = CellClaim(runner.results, item.key)
+                if not claim.acquire():  # another live run (in-process, SLURM array, another driver) holds it
+                    run.busy.append(item.key)
+                    continue
+                if item.path.is_file() and not force:  # finished by that run meanwhile
+                    claim.release()
+                    run.skipped.append(item.key)
+                    run.records.append(item.path)
+                    bar.update(1)
+                    continue
+                claims[item.key] = claim
                 todo.append(item)
-        if not todo:
-            continue
-        files = {**files_of(model_name, seed), **gen_files}
-        files_ref = ray.put(files)
-        payload = row_r.remote(config, fp, files_ref, model_name, seed, defense_spec)
-        for item in todo:
-            ref = cell_r.remote(config, fp, files_ref, model_name, seed, defense_spec, payload, item,
-                                None if fault_once is None else str(fault_once))
-            cells[ref] = (item, str(ckpt))
-    left = list(cells)
-    while left:
-        done, left = ray.wait(left, num_returns=1)
-        item, ckpt_path = cells[done[0]]
-        rec = ray.get(done[0])
-        rec["config"]["model"]["checkpoint"] = ckpt_path  # the driver's copy, not the worker's
-        write_record(item.path, Record.from_dict(rec))
-        run.computed.append(item.key)
-        run.records.append(item.path)
-        bar.set_postfix_str(item.cell.label())
-        bar.update(1)
+            if not todo:
+                continue
+            files = {**files_of(model_name, seed), **gen_files}
+            files_ref = ray.put(files)
+            payload = row_r.remote(config, fp, files_ref, model_name, seed, defense_spec)
+            for item in todo:
+                ref = cell_r.remote(config, fp, files_ref, model_name, seed, defense_spec, payload, item,
+                                    None if fault_once is None else str(fault_once))
+                cells[ref] = (item, str(ckpt))
+        left = list(cells)
+        while left:
+            done, left = ray.wait(left, num_returns=1)
+            item, ckpt_path = cells[done[0]]
+            rec = ray.get(done[0])
+            rec["config"]["model"]["checkpoint"] = ckpt_path  # the driver's copy, not the worker's
+            write_record(item.path, Record.from_dict(rec))
+            claims.pop(item.key).release()
+            run.computed.append(item.key)
+            run.records.append(item.path)
+            bar.set_postfix_str(item.cell.label())
+            bar.update(1)
+    finally:  # a failed task or an interrupt: no claim of this driver is left behind
+        for claim in claims.values():
+            claim.release()
     bar.close()
     run.add_time("total", time.perf_counter() - t_start)
     return run

@@ -65,3 +65,19 @@ def test_a_ray_run_equals_the_in_process_run_and_retries_a_lost_task(tiny_synth,
     assert list((tmp_path / "store-ray").glob("baseline-*/model.pt"))   # the checkpoint came back to the driver
     again = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
     assert not again.computed and len(again.skipped) == 8
+    assert not list((tmp_path / "ray" / "claims").glob("*.lock"))  # every claim of the driver released
+    # a cell that another live run (an in-process copy sharing the folder) holds is left to it
+    from reidbench.store import CellClaim
+
+    gone = next(p for p in again.records if "sma" in p.name)
+    key = next(k for k, p in zip(again.skipped, again.records) if p == gone)
+    gone.unlink()
+    other = CellClaim(tmp_path / "ray", key)
+    assert other.acquire()
+    try:
+        busy = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
+        assert busy.busy == [key] and not busy.computed and not gone.exists()
+    finally:
+        other.release()
+    done = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
+    assert done.computed == [key] and gone.exists() and _metrics(tmp_path / "ray") == _metrics(tmp_path / "local")
