@@ -16,10 +16,11 @@ generated) and checks its fingerprint against the driver's. A task whose worker 
 Ray (``max_retries``), and so is one that raises (a lost node's half-written file, an out-of-memory
 kill): cells are deterministic, so a retry gives the same record.
 
-The driver claims every cell it submits in ``--results/claims`` (:class:`~reidbench.store.CellClaim`,
-heartbeats included) and releases it once the record is written or the run fails, so a Ray run and
-in-process or SLURM runs that share a results folder never compute a cell twice; a cell another live
-run holds is reported as busy and left to it.
+The driver claims every training it submits in the store and every cell in ``--results/claims``
+(:class:`~reidbench.store.CellClaim`, heartbeats included) and releases each once its checkpoint or
+record is written or the run fails, so a Ray run and in-process or SLURM runs that share a store and
+a results folder never train a model or compute a cell twice: a training another live run holds is
+waited for (and trained here if that run dies), a cell it holds is reported busy and left to it.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     workers share; the first cell task that finds it absent creates it and fails. Returns the
     :class:`MatrixRun`."""
     from ..protocol import Threat
-    from ..store import CellClaim, checkpoint_store
+    from ..store import CellClaim, checkpoint_store, produce_once
     from .records import Record, git_sha, write_record
     from .runner import _MatrixRunner, checkpoint_location
 
@@ -213,16 +214,31 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     needed = list(dict.fromkeys([(m, s) for (s, m, _) in groups]
                                 + [(config.surrogate, cell.seed) for g in groups.values() for cell in g
                                    if cell.threat is Threat.TRANSFER]))
-    pending, seen = {}, set()
-    for model_name, seed in needed:
-        ckpt, _ = checkpoint_location(model_name, runner.dataset, seed, epochs=config.epochs, store=runner.store)
-        if not ckpt.is_file() and ckpt not in seen:
-            seen.add(ckpt)
-            pending[train_r.remote(config, fp, model_name, seed)] = model_name
+    # claimed in the store as the local runner claims them (produce_once's key): a training that another
+    # run holds is waited for, and trained here only if that run dies
+    pending, held, others, seen = {}, [], [], set()
     t0 = time.perf_counter()
-    for ref in pending:
-        install(ray.get(ref))
-    if pending:
+    try:
+        for model_name, seed in needed:
+            ckpt, key = checkpoint_location(model_name, runner.dataset, seed, epochs=config.epochs, store=runner.store)
+            if ckpt.is_file() or ckpt in seen:
+                continue
+            seen.add(ckpt)
+            claim = CellClaim(runner.store, "train-" + key)
+            if claim.acquire():
+                held.append(claim)
+                pending[train_r.remote(config, fp, model_name, seed)] = model_name
+            else:
+                others.append((ckpt, key, model_name, seed))
+        for ref in pending:
+            install(ray.get(ref))
+    finally:
+        for claim in held:
+            claim.release()
+    for ckpt, key, model_name, seed in others:
+        produce_once(ckpt, runner.store, "train-" + key, f"training {model_name} (seed {seed})",
+                     lambda m=model_name, s=seed: install(ray.get(train_r.remote(config, fp, m, s))))
+    if pending or others:
         run.add_time("training (ray)", time.perf_counter() - t0)
 
     # 2. transfer attacks fitted on their surrogate, once per attack, seed and budget

@@ -66,6 +66,7 @@ def test_a_ray_run_equals_the_in_process_run_and_retries_a_lost_task(tiny_synth,
     again = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
     assert not again.computed and len(again.skipped) == 8
     assert not list((tmp_path / "ray" / "claims").glob("*.lock"))  # every claim of the driver released
+    assert not list((tmp_path / "store-ray" / "claims").glob("*.lock"))  # trainings' and fits' too
     # a cell that another live run (an in-process copy sharing the folder) holds is left to it
     from reidbench.store import CellClaim
 
@@ -81,3 +82,31 @@ def test_a_ray_run_equals_the_in_process_run_and_retries_a_lost_task(tiny_synth,
         other.release()
     done = run_matrix_ray(cfg, tmp_path / "ray", store=tmp_path / "store-ray", progress=False)
     assert done.computed == [key] and gone.exists() and _metrics(tmp_path / "ray") == _metrics(tmp_path / "local")
+
+
+def test_the_driver_waits_for_a_training_another_run_holds_and_trains_it_when_that_run_lets_go(tiny_synth, tmp_path,
+                                                                                               cluster):
+    import threading
+
+    from reidbench.data import load_dataset
+    from reidbench.matrix.ray_executor import run_matrix_ray
+    from reidbench.matrix.runner import checkpoint_location
+    from reidbench.store import CellClaim
+
+    cfg = MatrixConfig(data_root=str(tiny_synth), models=("baseline",), attacks=("sma",), defenses=("none",), **FAST)
+    store = tmp_path / "store"
+    ckpt, key = checkpoint_location("baseline", load_dataset("synthreid", tiny_synth), 0, epochs=cfg.epochs, store=store)
+    other = CellClaim(store, "train-" + key)  # another run is training baseline ...
+    assert other.acquire()
+    seen_while_held = []
+
+    def let_go():  # ... for a while (a tiny training takes a few seconds), then dies without a checkpoint
+        threading.Event().wait(8)
+        seen_while_held.append(ckpt.is_file())
+        other.release()
+
+    threading.Thread(target=let_go, daemon=True).start()
+    run = run_matrix_ray(cfg, tmp_path / "ray", store=store, progress=False)
+    assert seen_while_held == [False]  # the driver did not train it while the other run held it
+    assert ckpt.is_file() and len(run.computed) == 2 and not run.busy
+    assert not list((store / "claims").glob("*.lock"))
