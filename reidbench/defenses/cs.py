@@ -104,10 +104,10 @@ def circuitous_scaling_each(x: torch.Tensor, chains: Sequence[Sequence[tuple[int
     depth = {len(c) for c in chains}
     if len(depth) != 1:
         raise ValueError(f"every image's chain must have as many sizes; got lengths {sorted(depth)}")
-    n = len(x)
+    n, stages = len(x), depth.pop()
     cur = torch.tensor([list(x.shape[-2:])] * n)
-    for k in range(depth.pop() + 1):
-        nxt = torch.tensor([list(c[k]) for c in chains] if k < len(chains[0]) else [list(final)] * n)
+    for k in range(stages + 1):
+        nxt = torch.tensor([list(c[k]) for c in chains] if k < stages else [list(final)] * n)
         x = _after_resize(resize_bicubic_each(x, cur, nxt), quantize)
         cur = nxt
     return x

@@ -258,6 +258,12 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     bar = tqdm(total=runner.n_cells, desc="matrix cells (ray)", unit="cell", disable=not progress)
     cells: dict[Any, tuple] = {}
     claims: dict[str, CellClaim] = {}  # the driver claims each cell it submits, as an in-process run does
+
+    def skip(item) -> None:  # recorded already
+        run.skipped.append(item.key)
+        run.records.append(item.path)
+        bar.update(1)
+
     try:
         for (seed, model_name, defense_spec), group in groups.items():
             ckpt, card = runner.checkpoint(model_name, seed)
@@ -265,9 +271,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
             todo = []
             for item in planned:
                 if item.path.is_file() and not force:
-                    run.skipped.append(item.key)
-                    run.records.append(item.path)
-                    bar.update(1)
+                    skip(item)
                     continue
                 claim = CellClaim(runner.results, item.key)
                 if not claim.acquire():  # another live run (in-process, SLURM array, another driver) holds it
@@ -275,9 +279,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
                     continue
                 if item.path.is_file() and not force:  # finished by that run meanwhile
                     claim.release()
-                    run.skipped.append(item.key)
-                    run.records.append(item.path)
-                    bar.update(1)
+                    skip(item)
                     continue
                 claims[item.key] = claim
                 todo.append(item)

@@ -317,25 +317,21 @@ def train_model(
                         feature = distributed.gather_rows_grad(out.feature, world, shards)
                         logits = distributed.gather_rows_grad(out.logits, world, shards) if out.logits is not None else None
                         y = distributed.gather_rows(y, world, shards)
-                    loss = x.new_zeros((), dtype=torch.float32)
-                    parts = [loss] * 4
+                    loss = ce = tr = correct = x.new_zeros((), dtype=torch.float32)
                     if recipe.ce_weight and logits is not None:
                         ce = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
                         loss = loss + recipe.ce_weight * ce
-                        parts[1], parts[3] = ce, (logits.argmax(1) == y).sum()
+                        correct = (logits.argmax(1) == y).sum()
                     if recipe.triplet_weight:
                         tr = triplet_loss(feature.float(), y, recipe.margin)
                         loss = loss + recipe.triplet_weight * tr
-                        parts[2] = tr
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                parts[0] = loss
                 with torch.no_grad():  # no host synchronisation: summed on the device
-                    sums += torch.stack([parts[0].detach().double() * len(y), parts[1].detach().double() * len(y),
-                                         parts[2].detach().double() * len(y), parts[3].double(),
-                                         (~torch.isfinite(loss.detach())).double()]).to(sums.dtype)
+                    sums += torch.stack([loss.double() * len(y), ce.double() * len(y), tr.double() * len(y),
+                                         correct.double(), (~torch.isfinite(loss)).double()]).to(sums.dtype)
                 seen += len(y)
                 step += 1
                 if step % READ_EVERY == 0:
