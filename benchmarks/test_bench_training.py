@@ -67,6 +67,43 @@ def test_train_small(benchmark, device):
     benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
 
 
+# issue 21: the backbones synthreid's default model could use, at its 128x64 input, against the small
+# from-scratch ResNet (the named baseline). A training step, and an attack step (eval mode, the
+# gradient to a batch of 64 images: what every white-box attack iteration costs).
+SYNTH_BACKBONES = ["resnet-small", "efficientnet-lite0", "efficientnet-lite2"]
+
+
+@pytest.mark.parametrize("arch", SYNTH_BACKBONES)
+@pytest.mark.benchmark(group="synthreid backbone: train step 128x64 batch 64 (cpu)")
+def test_synth_backbone_train_step(benchmark, arch):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    step = make_step(arch, 64, (128, 64), "cpu")
+    step()
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.parametrize("arch", SYNTH_BACKBONES)
+@pytest.mark.benchmark(group="synthreid backbone: attack step (input gradient) 128x64 batch 64 (cpu)")
+def test_synth_backbone_attack_step(benchmark, arch):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    torch.manual_seed(0)
+    model = build_architecture(arch, 150).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(64, 3, 128, 64)
+    target = torch.randn(64, model.feature_dim)
+
+    def step():
+        xa = x.clone().requires_grad_(True)
+        loss = (model(xa) - target).pow(2).sum()
+        return torch.autograd.grad(loss, xa)[0]
+
+    step()
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+
+
 # issue 7: GOAT's cost per training batch against a normal batch, same model, same run. The ratio is
 # written into the GOAT benchmark's extra_info (target about 8x: 7 PGD steps + 1; at most 10x).
 _NORMAL_BATCH: dict[str, float] = {}

@@ -68,7 +68,7 @@ def test_a_plugin_attack_and_defense_run_everywhere_a_builtin_does(plugin_env, t
     results, store = tmp_path / "results", tmp_path / "store"
     reidbench(plugin_env, "matrix", "--models", "baseline", "--attacks", "toy-push,sma", "--defenses", "toy-blur",
               "--synth-size", "tiny", "--data-root", str(tiny_synth), "--epochs", "1", "--steps", "2",
-              "--no-rerank", "--batch-size", "32", "--results", str(results), "--checkpoints", str(store))
+              "--no-rerank", "--batch-size", "32", "--init", "scratch", "--results", str(results), "--checkpoints", str(store))
     recs = [json.loads(p.read_text()) for p in (results / "records").glob("*.json")]
     cells = {(r["cell"]["defense"], r["cell"]["attack"], r["cell"]["threat"]) for r in recs}
     assert {("none", "toy-push", "white-box"), ("toy-blur", "toy-push", "oblivious"),

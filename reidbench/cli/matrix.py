@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogate", default="baseline", help="preset transfer attacks (dmr) are fitted on "
                                                           "(default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="override every preset's training epochs (smoke runs)")
+    options.add_init(p)
     p.add_argument("--dmr-epochs", type=int, default=None, help="override the transfer attacks' fitting epochs")
     options.add_device(p)
     options.add_batch_size(p)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                           dataset=args.dataset, data_root=args.data_root, synth_size=args.synth_size,
                           eps=options.eps_list(args.eps), steps=args.steps, seeds=options.int_list(args.seeds, "--seeds"),
                           rerank=args.rerank, adaptive=args.adaptive, eot=args.eot, io=args.io,
-                          surrogate=args.surrogate, epochs=args.epochs, dmr_epochs=args.dmr_epochs,
+                          surrogate=args.surrogate, epochs=args.epochs, init=args.init, dmr_epochs=args.dmr_epochs,
                           device=options.device(args.device), batch_size=args.batch_size,
                           attack_args=options.per_attack_args(args.attack_arg), checks=args.checks)
     results = args.results or "results"

@@ -44,6 +44,15 @@ def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: cuda if available)")
 
 
+def add_init(p: argparse.ArgumentParser) -> None:
+    from ..models.architectures import INIT_CHOICES
+
+    p.add_argument("--init", choices=INIT_CHOICES, default=None,
+                   help="start from ImageNet weights or from scratch (default: imagenet; on synthreid "
+                        "EfficientNet-Lite0's, shipped in a package, offline; scratch there is a small ResNet; "
+                        "ft_net and the other torchvision models download theirs)")
+
+
 def add_batch_size(p: argparse.ArgumentParser, default: int = 64) -> None:
     p.add_argument("--batch-size", type=int, default=default, help="images per forward pass (default: %(default)s)")
 

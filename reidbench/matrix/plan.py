@@ -53,6 +53,7 @@ class MatrixConfig:
     io: str = "memory"
     surrogate: str = "baseline"                 # preset DMR is fitted on
     epochs: int | None = None                   # override every preset's epochs (smoke runs)
+    init: str | None = None                     # "imagenet" / "scratch" for every preset (None: each preset's)
     dmr_epochs: int | None = None
     device: str = "cpu"
     batch_size: int = 64
@@ -66,6 +67,7 @@ class MatrixConfig:
 
     def __post_init__(self) -> None:
         from ..models import get_preset
+        from ..models.architectures import INIT_CHOICES, parse_init
 
         args = {parse_attack(k).name: v for k, v in self.attack_args.items()}
         attacks = tuple(s.with_kwargs(**args[s.name]) if s.name in args else s for s in parse_attacks(list(self.attacks)))
@@ -74,6 +76,8 @@ class MatrixConfig:
         set_(self, "attacks", attacks)
         set_(self, "defenses", defenses)
         set_(self, "models", tuple(get_preset(m).name for m in self.models))
+        if self.init is not None:  # canonical spelling (a bad one fails here, with the choices)
+            set_(self, "init", INIT_CHOICES[int(parse_init(self.init))])
         try:
             set_(self, "dataset", resolve_dataset(self.dataset)[0].name)
         except KeyError:

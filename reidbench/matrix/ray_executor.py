@@ -180,7 +180,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     from ..protocol import Threat
     from ..store import CellClaim, checkpoint_store, produce_once
     from .records import Record, git_sha, write_record
-    from .runner import _MatrixRunner, checkpoint_location
+    from .runner import _MatrixRunner
 
     ray = _connect(address, num_cpus)
     if gpus_per_task is None:
@@ -207,7 +207,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
                 tmp.write_bytes(data)
 
     def files_of(model_name: str, seed: int) -> dict[str, bytes]:
-        ckpt, _ = checkpoint_location(model_name, runner.dataset, seed, epochs=config.epochs, store=runner.store)
+        ckpt, _ = runner.location(model_name, seed)
         return _folder_files(runner.store, ckpt.parent, ("model.pt", "model.json"))
 
     # 1. trainings: every (training preset, seed) the plan needs, once, in parallel
@@ -220,7 +220,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     t0 = time.perf_counter()
     try:
         for model_name, seed in needed:
-            ckpt, key = checkpoint_location(model_name, runner.dataset, seed, epochs=config.epochs, store=runner.store)
+            ckpt, key = runner.location(model_name, seed)
             if ckpt.is_file() or ckpt in seen:
                 continue
             seen.add(ckpt)

@@ -44,37 +44,47 @@ class MatrixRun:
         self.stages[stage] = round(self.stages.get(stage, 0.0) + seconds, 2)
 
 
-def checkpoint_location(preset: str, dataset, seed: int, *, epochs: int | None, store: Path) -> tuple[Path, str]:
+def checkpoint_location(preset: str, dataset, seed: int, *, epochs: int | None, store: Path,
+                        init: str | None = None) -> tuple[Path, str]:
     """Where the checkpoint of ``preset`` trained on ``dataset`` with ``seed`` lives in the store, and
-    its key (preset -- the one whose weights it uses --, dataset fingerprint, seed, epochs, reidbench
-    version, training numerics)."""
+    its key: the preset -- the one whose weights it uses -- and what it resolves to on the dataset
+    (architecture, initialisation, recipe, training defense's arguments), the dataset fingerprint,
+    the seed, epochs, reidbench version and training numerics. A preset whose model or recipe
+    changes therefore never reuses a stored checkpoint of the old one."""
+    from ..models.architectures import parse_init
     from ..models.presets import training_preset
+    from ..train.recipes import get_recipe
 
     p = training_preset(preset)  # jad trains nothing of its own: it is pd's weights + CS
+    arch, arch_kwargs, recipe = p.resolve(dataset, parse_init(init))
     key = content_key({"preset": p.name, "dataset": dataset.fingerprint(), "seed": seed, "epochs": epochs,
-                       "reidbench": __version__, "numerics": training_numerics(p)})
+                       "reidbench": __version__, "numerics": training_numerics(p),
+                       "model": {"arch": arch, "arch_kwargs": arch_kwargs, "recipe": get_recipe(recipe).to_dict(),
+                                 "train_defense_kwargs": p.train_defense_kwargs}})
     return store / f"{p.name}-{dataset.name}-s{seed}-{key[:12]}" / "model.pt", key
 
 
 def ensure_checkpoint(preset: str, dataset, seed: int, *, epochs: int | None, device: str, store: Path,
-                      progress: bool, run: MatrixRun | None = None,
-                      wait: bool = True) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint of ``preset`` trained on ``dataset`` with ``seed``: loaded from the store when
-    present, trained (resuming a killed training) otherwise. ``wait=False``: None at once when
-    another process is training it."""
+                      progress: bool, run: MatrixRun | None = None, wait: bool = True,
+                      init: str | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint of ``preset`` trained on ``dataset`` with ``seed`` (``init``: ``"imagenet"`` /
+    ``"scratch"``, None: the preset's default): loaded from the store when present, trained (resuming
+    a killed training) otherwise. ``wait=False``: None at once when another process is training it."""
+    from ..models.architectures import parse_init
     from ..models.presets import get_preset, training_preset
     from ..train import train_preset
 
     p = training_preset(preset)
     if p.name != get_preset(preset).name:
         log.info("%s uses the weights of %s (it adds a test-time defense only)", preset, p.name)
-    ckpt, key = checkpoint_location(preset, dataset, seed, epochs=epochs, store=store)
+    ckpt, key = checkpoint_location(preset, dataset, seed, epochs=epochs, store=store, init=init)
     out = ckpt.parent
 
     def train() -> None:
         t0 = time.perf_counter()
         log.info("training %s (seed %d) into %s", p.name, seed, out)
-        train_preset(p.name, dataset, out, seed=seed, epochs=epochs, device=device, resume=True, progress=progress)
+        train_preset(p.name, dataset, out, seed=seed, epochs=epochs, device=device, resume=True, progress=progress,
+                     pretrained=parse_init(init))
         if run is not None:
             run.add_time(f"train {p.name} (seed {seed})", time.perf_counter() - t0)
 
@@ -197,7 +207,12 @@ class _MatrixRunner:
     def checkpoint(self, preset: str, seed: int, wait: bool = True) -> tuple[Path, dict[str, Any]] | None:
         c = self.config
         return ensure_checkpoint(preset, self.dataset, seed, epochs=c.epochs, device=c.device, store=self.store,
-                                 progress=self.progress, run=self.run, wait=wait)
+                                 progress=self.progress, run=self.run, wait=wait, init=c.init)
+
+    def location(self, preset: str, seed: int) -> tuple[Path, str]:
+        """:func:`checkpoint_location` of ``preset`` and ``seed`` under this run's options."""
+        c = self.config
+        return checkpoint_location(preset, self.dataset, seed, epochs=c.epochs, store=self.store, init=c.init)
 
     def train_first(self, groups: dict[tuple, list[Cell]]) -> list[tuple]:
         """Claim and run every training this run needs (the surrogate of transfer attacks included)
@@ -214,7 +229,7 @@ class _MatrixRunner:
 
         def ready(row: tuple) -> bool:
             seed, model, _ = row
-            return checkpoint_location(model, self.dataset, seed, epochs=c.epochs, store=self.store)[0].is_file()
+            return self.location(model, seed)[0].is_file()
 
         return sorted(groups, key=lambda row: not ready(row))  # stable: the plan's order otherwise
 

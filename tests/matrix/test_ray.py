@@ -9,7 +9,9 @@ from reidbench.matrix import MatrixConfig, iter_records, run_matrix
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test]' or reidbench[distributed])")
 
-FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4)
+# the runner's machinery on the from-scratch small ResNet (fast); the CLI smoke test runs the default model
+FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4,
+            init="scratch")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,8 @@ def test_the_driver_waits_for_a_training_another_run_holds_and_trains_it_when_th
 
     cfg = MatrixConfig(data_root=str(tiny_synth), models=("baseline",), attacks=("sma",), defenses=("none",), **FAST)
     store = tmp_path / "store"
-    ckpt, key = checkpoint_location("baseline", load_dataset("synthreid", tiny_synth), 0, epochs=cfg.epochs, store=store)
+    ckpt, key = checkpoint_location("baseline", load_dataset("synthreid", tiny_synth), 0, epochs=cfg.epochs, store=store,
+                                    init=cfg.init)
     other = CellClaim(store, "train-" + key)  # another run is training baseline ...
     assert other.acquire()
     seen_while_held = []

@@ -6,7 +6,9 @@ import pytest
 import reidbench.attacks.evaluate as evaluate_mod
 from reidbench.matrix import MatrixConfig, iter_records, run_matrix
 
-FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4)
+# the runner's machinery on the from-scratch small ResNet (fast); the CLI smoke test runs the default model
+FAST = dict(dataset="synthreid", synth_size="tiny", steps=2, epochs=1, dmr_epochs=1, rerank=True, batch_size=32, checks=4,
+            init="scratch")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +244,7 @@ def test_trainings_are_claimed_first_and_rows_waiting_on_another_run_go_last(tin
     own, res = tmp_path / "store", tmp_path / "res"
     cfg = config(tiny_synth, models=("baseline", "pd"), attacks=("sma",), rerank=False, checks=0)
     ds = load_dataset("synthreid", tiny_synth)
-    ckpt, key = checkpoint_location("baseline", ds, 0, epochs=cfg.epochs, store=own)
+    ckpt, key = checkpoint_location("baseline", ds, 0, epochs=cfg.epochs, store=own, init=cfg.init)
     foreign = CellClaim(own, "train-" + key)
     foreign.path.parent.mkdir(parents=True)
     foreign.path.write_text(json.dumps({"pid": 1, "host": "node-7", "token": "x" * 32, "time": time.time(),

@@ -76,4 +76,4 @@ def test_a_pretrained_model_learns_and_its_checkpoint_says_where_it_started(tiny
     with torch.no_grad():
         assert torch.allclose(model(x), result.model.eval()(x), atol=1e-6)
     with pytest.raises(ValueError, match="resnet-small has no ImageNet weights"):
-        train_preset("baseline", ds, tmp_path / "bad", epochs=1, pretrained=True, progress=False)
+        train_preset("baseline", ds, tmp_path / "bad", epochs=1, arch="resnet-small", pretrained=True, progress=False)

@@ -66,7 +66,7 @@ def test_short_training_beats_chance_by_a_wide_margin(tiny, tmp_path):
     ds, _ = tiny
     untrained = fresh(ds.num_train_pids).eval()
     before = evaluate_model(untrained, ds)
-    result, card = train_preset("baseline", ds, tmp_path, seed=0, epochs=25, progress=False)
+    result, card = train_preset("baseline", ds, tmp_path, seed=0, epochs=25, pretrained=False, progress=False)
     after = evaluate_model(result.model, ds)
     assert after["mAP"] > 3 * before["mAP"] and after["R1"] > before["R1"] + 15
     assert card["preset"] == "baseline" and card["arch"] == "resnet-small"

@@ -13,13 +13,13 @@ def test_at_and_goat_presets_train_through_the_engine(tiny_synth, tmp_path):
     from reidbench.cli import main
 
     out = tmp_path / "at"
-    assert main(["-q", "train", "--model", "at-sma", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+    assert main(["-q", "train", "--model", "at-sma", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out",
                  str(out), "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["defense"]["name"] == "at" and card["defense"]["attack"] == "sma"
     assert len(card["history"]) == 1 + card["defense"]["epochs"]
     out = tmp_path / "goat"
-    assert main(["-q", "train", "--model", "goat", "--data-root", str(tiny_synth), "--epochs", "1", "--out",
+    assert main(["-q", "train", "--model", "goat", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out",
                  str(out), "--no-eval"]) == 0
     card = json.loads((out / "model.json").read_text())
     assert card["defense"]["name"] == "goat" and card["history"][0]["hook_share"] > 0.3
@@ -85,7 +85,7 @@ def test_a_killed_fine_tuning_stage_resumes_where_it_stopped(tiny_synth, tmp_pat
 
     def train(out, resume=False, kill_at=None):
         monkeypatch.setattr(runner, "train_model", lambda *a, **k: train_model(*a, kill_at=kill_at, **k))
-        return train_preset(preset, ds, out, seed=3, epochs=2, resume=resume, progress=False)
+        return train_preset(preset, ds, out, seed=3, epochs=2, resume=resume, pretrained=False, progress=False)
 
     full, _ = train(tmp_path / "full")
     cfg = json.loads((tmp_path / "full" / "fit" / "config.json").read_text())
