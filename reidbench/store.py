@@ -11,12 +11,14 @@ import socket
 import threading
 import time
 import uuid
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["checkpoint_store", "content_key", "CellClaim", "produce_once", "HEARTBEAT_SECONDS", "STALE_SECONDS"]
+__all__ = ["checkpoint_store", "content_key", "CellClaim", "Claimed", "claim_unless_done", "produce_once",
+           "HEARTBEAT_SECONDS", "STALE_SECONDS"]
 
 
 def content_key(obj: Any) -> str:
@@ -70,8 +72,7 @@ class CellClaim:
         self.held = False
         self.lost = False  # taken over by another process while held
         self.token = ""
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a heartbeat and the release never interleave
 
     # -- the file -----------------------------------------------------------------------------------------
     def _read(self, path: Path | None = None) -> dict[str, Any] | None:
@@ -166,30 +167,30 @@ class CellClaim:
         return True
 
     def _start_heartbeat(self) -> None:
-        stop = threading.Event()
+        _HEARTBEATS.add(self)
 
-        def run() -> None:
-            while not stop.wait(self.heartbeat_seconds):
-                try:
-                    if not self.beat():
-                        return
-                except OSError as e:  # a shared filesystem that hiccups: try again at the next beat
-                    log.warning("cannot refresh the claim %s: %s", self.path.name, e)
+    def _stop_heartbeat(self) -> None:
+        """No more heartbeats for this claim; returns once none is being written."""
+        _HEARTBEATS.discard(self)
 
-        self._stop = stop
-        self._thread = threading.Thread(target=run, name=f"claim-heartbeat-{self.path.stem[:8]}", daemon=True)
-        self._thread.start()
+    def _beat_due(self) -> bool:
+        """The shared heartbeat thread's call: beat unless released meanwhile; False stops the beats."""
+        with self._lock:
+            if not self.held:
+                return False
+            try:
+                return self.beat()
+            except OSError as e:  # a shared filesystem that hiccups: try again at the next beat
+                log.warning("cannot refresh the claim %s: %s", self.path.name, e)
+                return True
 
     def release(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
-            self._stop = self._thread = None
-        if self.held:
-            if self._mine():
-                self.path.unlink(missing_ok=True)
-            self.held = False
+        self._stop_heartbeat()
+        with self._lock:  # no heartbeat is being written now, and none will be: delete the file safely
+            if self.held:
+                if self._mine():
+                    self.path.unlink(missing_ok=True)
+                self.held = False
 
     def __enter__(self) -> "CellClaim":
         return self
@@ -198,28 +199,97 @@ class CellClaim:
         self.release()
 
 
+class _Heartbeats:
+    """One daemon thread per process refreshes every claim the process holds, each at its own
+    ``heartbeat_seconds`` (a Ray driver holds a claim per submitted cell: hundreds of claims, one
+    thread)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, CellClaim]] = {}  # id(claim) -> (next beat, monotonic; claim)
+        self._thread: threading.Thread | None = None
+
+    def add(self, claim: CellClaim) -> None:
+        with self._cond:
+            self._due[id(claim)] = (time.monotonic() + claim.heartbeat_seconds, claim)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="reidbench-claim-heartbeats", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def discard(self, claim: CellClaim) -> None:
+        with self._cond:
+            self._due.pop(id(claim), None)
+
+    def held(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [(k, c) for k, (t, c) in self._due.items() if t <= now]
+                if not due:
+                    wait = min((t for t, _ in self._due.values()), default=now + 3600) - now
+                    self._cond.wait(timeout=max(wait, 0.001))
+                    continue
+                for k, c in due:  # next beat scheduled before this one runs
+                    self._due[k] = (now + c.heartbeat_seconds, c)
+            for k, c in due:  # outside the lock: file I/O; a release in between makes it a no-op
+                if not c._beat_due():
+                    with self._cond:
+                        if self._due.get(k, (0, None))[1] is c:
+                            del self._due[k]
+
+
+_HEARTBEATS = _Heartbeats()
+
+
+class Claimed(Enum):
+    """What :func:`claim_unless_done` found: the claim is this process's, another live process holds
+    it, or the result exists already."""
+
+    OURS = "claimed"
+    BUSY = "held by another run"
+    DONE = "done"
+
+
+def claim_unless_done(claims: str | os.PathLike, key: str, done: Path, *,
+                      force: bool = False) -> tuple[Claimed, CellClaim | None]:
+    """Claim ``key`` (under ``claims/claims``) to produce the file ``done``, unless it exists. The
+    rule every producer follows (cells, trainings, fits; in-process or a Ray driver): look, claim,
+    and look again once the claim is held -- another run may have finished it between the two -- so
+    a result is never computed twice. ``force`` claims even when ``done`` exists (to recompute it).
+    Returns ``(Claimed.OURS, claim)`` -- release it when done --, or ``(BUSY | DONE, None)``."""
+    if done.is_file() and not force:
+        return Claimed.DONE, None
+    claim = CellClaim(claims, key)
+    if not claim.acquire():
+        return Claimed.BUSY, None
+    if done.is_file() and not force:  # finished by another run meanwhile
+        claim.release()
+        return Claimed.DONE, None
+    return Claimed.OURS, claim
+
+
 def produce_once(path: Path, claims: str | os.PathLike, key: str, what: str, produce, poll: float = 5.0,
                  wait: bool = True) -> bool:
     """Make ``path`` exist by calling ``produce()`` once across processes sharing ``claims``: a
     process that holds the claim produces; the others wait for the file (or take over a claim whose
     holder died). ``wait=False``: return at once when another process holds the claim. Returns True
     when this call produced it."""
-    if path.is_file():
-        return False
-    claim = CellClaim(claims, key)
-    if not claim.acquire():
+    state, claim = claim_unless_done(claims, key, path)
+    if state is Claimed.BUSY:
         if not wait:
             return False
         log.warning("%s is being produced by another reidbench run; waiting for it", what)
-        while not path.is_file():
-            if claim.acquire():  # released or stale without the file: produce it here
-                break
+        while state is Claimed.BUSY:  # until it is released or stale without the file, or the file is there
             time.sleep(poll)
-        else:
-            return False
+            state, claim = claim_unless_done(claims, key, path)
+    if state is Claimed.DONE:
+        return False
     try:
-        if path.is_file():
-            return False
         produce()
         return True
     finally:

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="market1501", help="market1501 (default) or dukemtmcreid (Table 4 only)")
     p.add_argument("--data-root", default=None, help="folder holding your copy of the dataset")
     p.add_argument("--smoke", action="store_true",
-                   help="the same pipeline on a tiny synthreid with 1-epoch models and 2-step attacks "
+                   help="the same pipeline on a tiny synthreid with 1-epoch models (from scratch) and 2-step attacks "
                         "(compared with the paper's Market-1501 numbers; checks the plumbing, not the figures)")
     p.add_argument("--faithful", action="store_true",
                    help="the seed code's I/O and evaluation: JPEG-75 adversarial queries, Market-official "
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--adaptive", action="store_true", help="also run CS-aware (adaptive) twins (not in the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override every model's training epochs")
+    options.add_init(p)
     options.add_device(p)
     options.add_batch_size(p)
     options.add_run_store(p, "results/<recipe>-<dataset>[-smoke]")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     table = runner(results, dataset=dataset, data_root=args.data_root, smoke=args.smoke, seed=args.seed,
                    faithful=args.faithful, adaptive=args.adaptive, device=options.device(args.device),
                    batch_size=args.batch_size, epochs=args.epochs, force=args.force, progress=not args.quiet,
-                   store=args.checkpoints, echo=options.echo(args))
+                   store=args.checkpoints, echo=options.echo(args), init=args.init)
     print(render_comparison(table, "md", f"{entry.name} on {dataset}{' (smoke)' if args.smoke else ''}"))
     missing = int(table["reidbench"].isna().sum())
     print(f"{len(table)} paper numbers compared; {missing} without a reidbench value; "

@@ -178,7 +178,7 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     workers share; the first cell task that finds it absent creates it and fails. Returns the
     :class:`MatrixRun`."""
     from ..protocol import Threat
-    from ..store import CellClaim, checkpoint_store, produce_once
+    from ..store import CellClaim, Claimed, checkpoint_store, claim_unless_done, produce_once
     from .records import Record, git_sha, write_record
     from .runner import _MatrixRunner
 
@@ -221,14 +221,14 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
     try:
         for model_name, seed in needed:
             ckpt, key = runner.location(model_name, seed)
-            if ckpt.is_file() or ckpt in seen:
+            if ckpt in seen:
                 continue
             seen.add(ckpt)
-            claim = CellClaim(runner.store, "train-" + key)
-            if claim.acquire():
+            state, claim = claim_unless_done(runner.store, "train-" + key, ckpt)
+            if state is Claimed.OURS:
                 held.append(claim)
                 pending[train_r.remote(config, fp, model_name, seed)] = model_name
-            else:
+            elif state is Claimed.BUSY:
                 others.append((ckpt, key, model_name, seed))
         for ref in pending:
             install(ray.get(ref))
@@ -270,19 +270,14 @@ def run_matrix_ray(config, results: str | os.PathLike, *, address: str | None = 
             planned = runner.plan_row(group, card, defense_spec.build())
             todo = []
             for item in planned:
-                if item.path.is_file() and not force:
+                state, claim = claim_unless_done(runner.results, item.key, item.path, force=force)
+                if state is Claimed.DONE:
                     skip(item)
-                    continue
-                claim = CellClaim(runner.results, item.key)
-                if not claim.acquire():  # another live run (in-process, SLURM array, another driver) holds it
+                elif state is Claimed.BUSY:  # another live run (in-process, SLURM array, another driver) holds it
                     run.busy.append(item.key)
-                    continue
-                if item.path.is_file() and not force:  # finished by that run meanwhile
-                    claim.release()
-                    skip(item)
-                    continue
-                claims[item.key] = claim
-                todo.append(item)
+                else:
+                    claims[item.key] = claim
+                    todo.append(item)
             if not todo:
                 continue
             files = {**files_of(model_name, seed), **gen_files}

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..protocol import Surrogate, Threat, attack_kwargs, fitted_generator, generator_info, prepare_attack
-from ..store import CellClaim, checkpoint_store, content_key, produce_once
+from ..store import Claimed, checkpoint_store, claim_unless_done, content_key, produce_once
 from .plan import Cell, MatrixConfig, cell_key, plan_cells
 from .records import METRIC_KEYS, Record, encode_hits, git_sha, provenance, read_record, record_path, write_record
 
@@ -348,14 +348,11 @@ class _MatrixRunner:
     def record(self, item: _Planned, row: _Row, bar) -> None:
         """Claim the cell, run it and write its record atomically (skipped when another run holds it
         or finished it meanwhile)."""
-        claim = CellClaim(self.results, item.key)
-        if not claim.acquire():
-            self.run.busy.append(item.key)
+        state, claim = claim_unless_done(self.results, item.key, item.path, force=self.force)
+        if state is not Claimed.OURS:
+            (self.run.busy if state is Claimed.BUSY else self.run.skipped).append(item.key)
             return
         try:
-            if item.path.is_file() and not self.force:  # finished by another run meanwhile
-                self.run.skipped.append(item.key)
-                return
             bar.set_postfix_str(item.cell.label())
             t0 = time.perf_counter()
             write_record(item.path, self.run_cell(item, row))

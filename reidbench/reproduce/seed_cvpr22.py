@@ -137,8 +137,9 @@ def _paper_cells() -> list[PaperCell]:
 
 PAPER_CELLS: list[PaperCell] = _paper_cells()
 
-#: ``--smoke``: the same pipeline on a tiny synthreid with one-epoch models and 2-step attacks
-SMOKE = {"dataset": "synthreid", "synth_size": "tiny", "epochs": 1, "steps": 2, "checks": 4}
+#: ``--smoke``: the same pipeline on a tiny synthreid with one-epoch small models from scratch (the
+#: plumbing, in minutes) and 2-step attacks
+SMOKE = {"dataset": "synthreid", "synth_size": "tiny", "epochs": 1, "steps": 2, "checks": 4, "init": "scratch"}
 
 
 def _paper_dataset(dataset: str) -> str:
@@ -157,10 +158,12 @@ def cells_for(dataset: str) -> list[PaperCell]:
 
 def plan_configs(dataset: str, *, data_root: str | None = None, synth_size: str = "default", seed: int = 0,
                  epochs: int | None = None, steps: int | None = None, faithful: bool = False, adaptive: bool = False,
-                 device: str = "cpu", batch_size: int = 64, checks: int = 32) -> list[MatrixConfig]:
+                 device: str = "cpu", batch_size: int = 64, checks: int = 32,
+                 init: str | None = None) -> list[MatrixConfig]:
     """The matrix configurations that produce every cell of :func:`cells_for`: one per (model
     preset, extra test-time defense), with only the attacks its paper cells need; ``checks``: the
-    self-checks' query count (the seed's 15-step cells get the ``unconverged`` check too)."""
+    self-checks' query count (the seed's 15-step cells get the ``unconverged`` check too); ``init``:
+    the models' initialisation (None: the presets' own)."""
     need: dict[tuple[str, str], list[str]] = {}
     for c in cells_for(dataset):
         for m in c.models:
@@ -178,7 +181,7 @@ def plan_configs(dataset: str, *, data_root: str | None = None, synth_size: str 
         configs.append(MatrixConfig(models=(model,), attacks=tuple(atks), defenses=tuple(dict.fromkeys(("none", defense))),
                                     dataset=dataset, data_root=data_root, synth_size=synth_size, steps=steps,
                                     seeds=(seed,), rerank=True, adaptive=adaptive, io=io, epochs=epochs, device=device,
-                                    batch_size=batch_size, ap=ap, attack_args=attack_args, checks=checks))
+                                    batch_size=batch_size, ap=ap, attack_args=attack_args, checks=checks, init=init))
     return configs
 
 
@@ -255,7 +258,7 @@ def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1
                           smoke: bool = False, seed: int = 0, faithful: bool = False, adaptive: bool = False,
                           device: str = "cpu", batch_size: int = 64, epochs: int | None = None, force: bool = False,
                           progress: bool = True, store: str | os.PathLike | None = None,
-                          echo: Callable[[str], None] | None = None) -> pd.DataFrame:
+                          echo: Callable[[str], None] | None = None, init: str | None = None) -> pd.DataFrame:
     """Run (or resume) every cell the seed's tables need and return :func:`compare`'s table; the
     comparison is also written to ``results/reproduction.md`` and ``.csv``."""
     echo = echo or (lambda s: None)
@@ -263,8 +266,10 @@ def reproduce_seed_cvpr22(results: str | os.PathLike, *, dataset: str = "market1
     if smoke:
         dataset, synth_size, steps, checks = SMOKE["dataset"], SMOKE["synth_size"], SMOKE["steps"], SMOKE["checks"]
         epochs = SMOKE["epochs"] if epochs is None else epochs
+        init = SMOKE["init"] if init is None else init
     configs = plan_configs(dataset, data_root=data_root, synth_size=synth_size, seed=seed, epochs=epochs, steps=steps,
-                           faithful=faithful, adaptive=adaptive, device=device, batch_size=batch_size, checks=checks)
+                           faithful=faithful, adaptive=adaptive, device=device, batch_size=batch_size, checks=checks,
+                           init=init)
     stages: dict[str, float] = {}
     for i, config in enumerate(configs, 1):
         echo(f"[{i}/{len(configs)}] {config.models[0]} x {'/'.join(map(str, config.defenses))} x "

@@ -129,7 +129,7 @@ def test_a_held_claim_beats_and_another_hosts_claim_is_judged_by_its_heartbeat(t
 def test_a_holder_whose_claim_was_taken_over_never_deletes_the_new_one(tmp_path):
     slow = CellClaim(tmp_path, "h" * 64, stale_seconds=5, heartbeat_seconds=4)
     assert slow.acquire()
-    slow._stop.set()  # the holder stalls: no more heartbeats
+    slow._stop_heartbeat()  # the holder stalls: no more heartbeats
     info = slow.info()
     info["heartbeat"] -= 60
     slow.path.write_text(json.dumps(info))
@@ -140,3 +140,52 @@ def test_a_holder_whose_claim_was_taken_over_never_deletes_the_new_one(tmp_path)
     assert taker.info()["token"] == taker.token  # the new holder's claim is still there
     taker.release()
     assert not list(taker.path.parent.glob("*.stale")) and not list(taker.path.parent.glob("*.tmp"))
+
+
+def test_a_claim_is_taken_only_for_what_is_not_done_and_looked_at_again_once_held(tmp_path, monkeypatch):
+    """claim_unless_done: the rule cells, trainings and fits follow (in-process and Ray). A result
+    another run finishes between the first look and the claim is not computed again, and the claim
+    taken for it is let go."""
+    from reidbench.store import Claimed, claim_unless_done
+
+    done = tmp_path / "record.json"
+    state, claim = claim_unless_done(tmp_path, "k" * 40, done)
+    assert state is Claimed.OURS and claim.held
+    assert claim_unless_done(tmp_path, "k" * 40, done) == (Claimed.BUSY, None)  # held by the first
+    claim.release()
+    done.write_text("{}")
+    assert claim_unless_done(tmp_path, "k" * 40, done) == (Claimed.DONE, None)
+    forced, claim = claim_unless_done(tmp_path, "k" * 40, done, force=True)
+    assert forced is Claimed.OURS
+    claim.release()
+
+    # the other run writes the result while this one is taking the claim
+    other = tmp_path / "other.json"
+    real = CellClaim.acquire
+
+    def acquire_as_the_other_run_finishes(self):
+        other.write_text("{}")
+        return real(self)
+
+    monkeypatch.setattr(CellClaim, "acquire", acquire_as_the_other_run_finishes)
+    assert claim_unless_done(tmp_path, "o" * 40, other) == (Claimed.DONE, None)
+    monkeypatch.setattr(CellClaim, "acquire", real)
+    assert not list((tmp_path / "claims").glob("o*.lock"))  # the claim taken for it was released
+
+
+def test_one_thread_beats_every_claim_a_process_holds(tmp_path):
+    import threading
+    import time
+
+    from reidbench.store import _HEARTBEATS
+
+    before, held_before = threading.active_count(), _HEARTBEATS.held()
+    claims = [CellClaim(tmp_path, f"{i:02d}" + "c" * 62, stale_seconds=5, heartbeat_seconds=0.05) for i in range(40)]
+    assert all(c.acquire() for c in claims)
+    first = [c.info()["heartbeat"] for c in claims]
+    time.sleep(0.4)
+    assert threading.active_count() <= before + 1  # one heartbeat thread, not one per claim
+    assert all(c.info()["heartbeat"] > f for c, f in zip(claims, first))
+    for c in claims:
+        c.release()
+    assert _HEARTBEATS.held() == held_before and not list((tmp_path / "claims").glob("*.lock"))

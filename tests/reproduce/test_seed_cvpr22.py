@@ -62,6 +62,11 @@ def test_smoke_run_fills_every_paper_cell(smoke, capsys):
     assert not table["reidbench"].isna().any()
     assert ((table["reidbench"] >= 0) & (table["reidbench"] <= 100)).all()
     assert (table["diff"] - (table["reidbench"] - table["paper"])).abs().max() < 0.051
+    from reidbench.matrix import iter_records
+
+    # --smoke checks the plumbing on small from-scratch models; without it the presets' own (ImageNet) apply
+    assert {r["config"]["model"]["init"] for r in iter_records(out)} == {"scratch"}
+    assert {cfg.init for cfg in plan_configs("market1501")} == {None}
 
 
 @pytest.mark.slow
