@@ -31,6 +31,14 @@ def make_trainer(model, recipe, device, amp=False):
     return train_on
 
 
+def measure(benchmark, step, batch, rounds, warmup_rounds=1):
+    """Time ``step`` (after one untimed call) and record its images/s in the benchmark's extra_info."""
+    step()
+    benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    if benchmark.stats is not None:  # None under --benchmark-disable (a run-once check)
+        benchmark.extra_info["images_per_s"] = round(batch / benchmark.stats.stats.mean, 1)
+
+
 def make_step(arch, batch, size, device, amp=False, **kw):
     torch.manual_seed(0)
     model = build_architecture(arch, 751, **kw).to(device).train()
@@ -44,27 +52,21 @@ def make_step(arch, batch, size, device, amp=False, **kw):
 @pytest.mark.benchmark(group="train step: ft_net ResNet-50 256x128 batch 32")
 def test_train_ftnet_resnet50(benchmark, device):
     step = make_step("ft_net", 32, (256, 128), device)
-    step()
-    benchmark.pedantic(step, rounds=3 if device == "cpu" else 20, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["images_per_s"] = round(32 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, step, 32, 3 if device == "cpu" else 20, 1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.benchmark(group="train step: ft_net ResNet-50 256x128 batch 32")
 def test_train_ftnet_resnet50_amp(benchmark):
     step = make_step("ft_net", 32, (256, 128), "cuda", amp=True)
-    step()
-    benchmark.pedantic(step, rounds=20, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["images_per_s"] = round(32 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, step, 32, 20, 2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.benchmark(group="train step: resnet-small 128x64 batch 64")
 def test_train_small(benchmark, device):
     step = make_step("resnet-small", 64, (128, 64), device)
-    step()
-    benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, step, 64, 10, 1)
 
 
 # issue 21: the backbones synthreid's default model could use, at its 128x64 input, against the small
@@ -78,9 +80,7 @@ SYNTH_BACKBONES = ["resnet-small", "efficientnet-lite0", "efficientnet-lite2"]
 def test_synth_backbone_train_step(benchmark, arch):
     pytest.importorskip("efficientnet_lite_pytorch")
     step = make_step(arch, 64, (128, 64), "cpu")
-    step()
-    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, step, 64, 5, 1)
 
 
 @pytest.mark.parametrize("arch", SYNTH_BACKBONES)
@@ -99,9 +99,7 @@ def test_synth_backbone_attack_step(benchmark, arch):
         loss = (model(xa) - target).pow(2).sum()
         return torch.autograd.grad(loss, xa)[0]
 
-    step()
-    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, step, 64, 5, 1)
 
 
 # issue 7: GOAT's cost per training batch against a normal batch, same model, same run. The ratio is
