@@ -75,7 +75,11 @@ class RegistryEntry(Generic[T]):
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """Keyword defaults of the object's constructor (or of the function itself)."""
+        """Keyword defaults of the object's constructor (or of the function itself); an object that is
+        neither (a model preset) lists its own through ``listed_defaults()``."""
+        listed = getattr(self.obj, "listed_defaults", None)
+        if callable(listed) and not inspect.isclass(self.obj):
+            return listed()
         target = self.obj.__init__ if inspect.isclass(self.obj) else self.obj
         try:
             sig = inspect.signature(target)

@@ -77,6 +77,20 @@ class ModelPreset:
             kwargs["pretrained"] = True
         return ARCHITECTURES.entry(name).name, kwargs, recipe
 
+    def listed_defaults(self) -> dict[str, Any]:
+        """What ``reidbench list models`` shows: the model on real datasets and on synthreid, and the
+        defenses the preset carries."""
+        def model(dataset: str) -> str:
+            arch, kwargs, recipe = self.resolve(dataset)
+            return f"{arch} from {'imagenet' if kwargs.get('pretrained') else 'scratch'}, recipe {recipe}"
+
+        out: dict[str, Any] = {"real datasets": model("market1501"), "synthreid": model("synthreid")}
+        if self.train_defense:
+            out["train_defense"] = self.train_defense
+        if self.test_defense:
+            out["test_defense"] = self.test_defense
+        return out
+
 
 def _register(preset: ModelPreset, aliases=(), paper="") -> None:
     MODELS.register(preset.name, aliases=aliases, paper=paper or preset.description)(preset)

@@ -33,6 +33,16 @@ def test_an_architecture_override_keeps_the_initialisation_it_can_have_and_the_r
     assert base.resolve("synthreid", True, "resnet-small")[1] == {"pretrained": True}
 
 
+def test_list_models_says_what_each_preset_trains():
+    from reidbench.registry import MODELS
+
+    listed = MODELS.entry("jad").defaults
+    assert listed == {"real datasets": "ft-net from imagenet, recipe seed",
+                      "synthreid": "efficientnet-lite0 from imagenet, recipe cpu-imagenet",
+                      "train_defense": "pd", "test_defense": "cs"}
+    assert MODELS.entry("sb").defaults["synthreid"] == "resnet-small from scratch, recipe cpu"
+
+
 def test_init_names_parse_in_one_place():
     assert parse_init("imagenet") is True and parse_init(" Scratch ") is False and parse_init(None) is None
     with pytest.raises(ValueError, match="give one of scratch, imagenet"):
