@@ -170,7 +170,8 @@ class CellClaim:
         _HEARTBEATS.add(self)
 
     def _stop_heartbeat(self) -> None:
-        """No more heartbeats for this claim; returns once none is being written."""
+        """No more heartbeats for this claim (one in progress may still finish: :meth:`release` takes
+        the claim's lock before it deletes the file)."""
         _HEARTBEATS.discard(self)
 
     def _beat_due(self) -> bool:

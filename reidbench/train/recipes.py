@@ -74,6 +74,9 @@ class Recipe:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
 
 
+_CPU = Recipe(name="cpu", optimizer="adam", lr=1e-3, epochs=30, batch_size=64, sampler="pk", schedule="cosine",
+              pad=4)
+
 RECIPES: dict[str, Recipe] = {
     # the seed's code (Gong, LTA_and_joint-defence train.py): SGD nesterov, lr 0.05 head / 0.005
     # backbone, step decay x0.1 every 40 epochs, 60 epochs, batch 32, CE only.
@@ -84,12 +87,10 @@ RECIPES: dict[str, Recipe] = {
     "strong": Recipe(name="strong", optimizer="adam", lr=3.5e-4, epochs=120, batch_size=64, sampler="pk",
                      schedule="step", milestones=(40, 70), warmup_epochs=10),
     # the small CPU model on synthreid: Adam 1e-3 with cosine decay, CE-LS + triplet, 30 epochs.
-    "cpu": Recipe(name="cpu", optimizer="adam", lr=1e-3, epochs=30, batch_size=64, sampler="pk",
-                  schedule="cosine", pad=4),
+    "cpu": _CPU,
     # synthreid's default model, EfficientNet-Lite0 from ImageNet weights: the cpu recipe for 8 epochs
     # (issue 21: 8-9 minutes on 2 cores, 73.5 rank-1; benchmarks/RESULTS.md)
-    "cpu-imagenet": Recipe(name="cpu-imagenet", optimizer="adam", lr=1e-3, epochs=8, batch_size=64, sampler="pk",
-                           schedule="cosine", pad=4),
+    "cpu-imagenet": _CPU.replace(name="cpu-imagenet", epochs=8),
 }
 
 
