@@ -107,6 +107,7 @@ def batched(device: str, quick: bool) -> dict:
 
 
 def training(device: str, quick: bool) -> list[dict]:
+    from reidbench.data.loader import default_workers
     from reidbench.defenses.pd import ProactiveDefense
     from reidbench.models import build_architecture
     from reidbench.train import get_recipe, train_model
@@ -126,9 +127,11 @@ def training(device: str, quick: bool) -> list[dict]:
                 model = build_architecture("ft_net", n // 4)
             hook = ProactiveDefense().batch_train_transform if pd else None
             res = train_model(model, images, pids, recipe, seed=0, device=device, progress=False,
-                              batch_train_transform=hook, channels_last=device.startswith("cuda"))
+                              batch_train_transform=hook, channels_last=device.startswith("cuda"),
+                              workers=default_workers(device))
             ips = res.history[-1]["images_per_s"]
-            rows.append({"pd": pd, "precision": amp, "channels_last": device.startswith("cuda"), "images_per_s": ips})
+            rows.append({"pd": pd, "precision": amp, "channels_last": device.startswith("cuda"),
+                         "workers": default_workers(device), "images_per_s": ips})
             print(f"training pd={pd} amp={amp}: {ips} img/s", flush=True)
     return rows
 

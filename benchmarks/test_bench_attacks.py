@@ -8,6 +8,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from reidbench.attacks import SMA
@@ -164,3 +165,47 @@ def test_cs_random_batched_reidbench(benchmark):
         return g
 
     benchmark.pedantic(batched, rounds=3, iterations=1, warmup_rounds=1)
+
+
+RRP_EOT = 10  # EOT draws of a step through RRP: 320 images
+
+
+def _rrp_setup():
+    from reidbench.defenses import RRP
+
+    x = torch.rand(EOT_BATCH * RRP_EOT, 3, *EOT_SIZE, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    return x, RRP(mode="bilinear", seed=0)
+
+
+@pytest.mark.benchmark(group="RRP (bilinear) forward + backward, 320 images 256x128")
+def test_rrp_bilinear_per_image_baseline(benchmark):
+    """The former form: one F.interpolate and one padding per image."""
+    from reidbench.models.base import IMAGENET_MEAN
+
+    x, defense = _rrp_setup()
+    fill = torch.tensor(IMAGENET_MEAN, device=DEVICE).view(1, 3, 1, 1)
+    h, w = EOT_SIZE
+
+    def per_image():
+        xa = x.detach().requires_grad_(True)
+        d = defense._draws(len(xa), h, w).tolist()
+        y = torch.cat([F.pad(F.interpolate(xa[k:k + 1], size=(nh, nw), mode="bilinear") - fill,
+                             (left, w + w // 8 - nw - left, top, h + h // 8 - nh - top)) + fill
+                       for k, (nh, nw, top, left) in enumerate(d)])
+        (g,) = torch.autograd.grad(y.sum(), xa)
+        return g
+
+    benchmark.pedantic(per_image, rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="RRP (bilinear) forward + backward, 320 images 256x128")
+def test_rrp_bilinear_grouped_reidbench(benchmark):
+    """RRP's transform: one F.interpolate per drawn size (32 sizes at 256 rows), then the placements."""
+    x, defense = _rrp_setup()
+
+    def grouped():
+        xa = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(defense.test_transform(xa).sum(), xa)
+        return g
+
+    benchmark.pedantic(grouped, rounds=3, iterations=1, warmup_rounds=1)

@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
                    help="model and inputs in channels-last memory format (faster convolutions on GPUs)")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training forward pass (backend: inductor, the default)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="DataLoader processes fetching the next batches (default: 0 on a CPU, up to 4 beside a GPU); "
+                        "the weights do not depend on it")
+    p.add_argument("--stream", action="store_true",
+                   help="decode the training images batch by batch from their files (in the workers) instead of "
+                        "all of them first into memory through the image cache")
     p.add_argument("--no-eval", action="store_true", help="skip the clean evaluation at the end")
     p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench train: data-parallel
 
@@ -50,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         None if args.pretrained is None else args.pretrained == "on"
     result, card = train_preset(args.model, ds, out, seed=args.seed, epochs=args.epochs, arch=args.arch,
                                 device=device, resume=args.resume, pretrained=pretrained, amp=args.amp,
-                                channels_last=args.channels_last, compile=args.compile,
-                                progress=not args.quiet)
+                                channels_last=args.channels_last, compile=args.compile, workers=args.workers,
+                                stream=args.stream, progress=not args.quiet)
     last = card["history"][-1] if card["history"] else {}  # every stage's epochs: AT's, goat-ft's fine-tuning too
     print(f"trained {card['preset']} ({card['arch']}, init {card.get('init', 'scratch')}) on {ds.name} for {len(card['history'])} epochs "
           f"in {time.perf_counter() - t0:.0f} s; last epoch loss {last.get('loss', float('nan')):.4f}, "

@@ -148,7 +148,9 @@ def autoaugment_seeded(img: torch.Tensor, seed: int) -> torch.Tensor:
     if _AUTOAUGMENT is None:
         _AUTOAUGMENT = AutoAugment(AutoAugmentPolicy.IMAGENET, fill=[128, 128, 128])
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # torchvision draws from the global generator
+        # torchvision draws from the global CPU generator; seeding it alone (not torch.manual_seed, which
+        # also seeds every accelerator backend) is what used to make this the PD augmentation's main cost
+        torch.default_generator.manual_seed(seed)
         u8 = torch.round(img * 255).to(torch.uint8)
         return _AUTOAUGMENT(u8).to(img.dtype) / 255
 

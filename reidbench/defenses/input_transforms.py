@@ -70,7 +70,7 @@ class RRP(Defense):
     convolutional with global pooling, so the larger input is fine. Randomised (per image and per
     call; keyed draws inside reidbench's pipeline, :mod:`reidbench.rng`): evaluate it against EOT attacks. Differentiable almost everywhere.
     With ``mode="nearest"`` the whole batch is resized and placed in one gather on its device;
-    another ``F.interpolate`` mode runs image by image."""
+    another ``F.interpolate`` mode resizes the images of each drawn size together."""
 
     name = "rrp"
     deterministic = False
@@ -100,13 +100,18 @@ class RRP(Defense):
         d = self._draws(n, h, w)
         if self.mode == "nearest":  # all images in one gather
             return resize_nearest_place_each(x, d[:, :2], d[:, 2:], canvas, fill)
-        outs = []
-        for i, (nh, nw, top, left) in enumerate(d.tolist()):
-            r = F.interpolate(x[i:i + 1], size=(nh, nw), mode=self.mode)
-            # pad the difference to the fill colour with zeros: differentiable, fill outside
-            outs.append(F.pad(r - fill.view(1, 3, 1, 1), (left, canvas[1] - nw - left, top, canvas[0] - nh - top))
-                        + fill.view(1, 3, 1, 1))
-        return torch.cat(outs)
+        # one F.interpolate per drawn size (images of one size together: the pixels of one at a time),
+        # then each placed on the canvas: the difference to the fill colour padded with zeros,
+        # differentiable, fill outside
+        outs: list[torch.Tensor | None] = [None] * n
+        sizes = d[:, :2].tolist()
+        for nh, nw in sorted(set(map(tuple, sizes))):
+            rows = [i for i, s in enumerate(sizes) if tuple(s) == (nh, nw)]
+            resized = F.interpolate(x[rows], size=(nh, nw), mode=self.mode) - fill.view(1, 3, 1, 1)
+            for r, i in zip(resized, rows):
+                top, left = int(d[i, 2]), int(d[i, 3])
+                outs[i] = F.pad(r, (left, canvas[1] - nw - left, top, canvas[0] - nh - top))
+        return torch.stack(outs) + fill.view(1, 3, 1, 1)
 
     def config(self):
         return {"mode": self.mode, "seed": self.seed}

@@ -14,6 +14,8 @@ The pieces live in :mod:`reidbench.data.imageops` (LTA uses LGT too) and are re-
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..data.imageops import (
@@ -21,6 +23,7 @@ from ..data.imageops import (
     homogeneous, homogeneous_kind, lgt, lht, sample_rectangles, sketch,
 )
 from ..registry import DEFENSES
+from ..training_protocol import TrainingHooks
 from .base import Defense
 
 __all__ = ["grayscale", "sketch", "channel_fusion", "autoaugment", "lgt", "lht", "sample_rectangles",
@@ -71,11 +74,14 @@ class ProactiveDefense(Defense):
             return lht(img, generator, swapped_geometry=self.swapped_geometry)
         return homogeneous(img, kind, generator)
 
-    def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def batch_train_transform(self, images: torch.Tensor, generator: torch.Generator, *,
+                              inplace: bool = False) -> torch.Tensor:
         """:meth:`train_transform` of a whole (N, 3, H, W) batch (uint8 or float in [0, 1], on any
         device; returned in its dtype on its device), with the same draws from ``generator`` in the same
         order -- so the same images, bit for bit: the draws (a few scalars per image) are made image by
-        image on the CPU, then each branch's pixel work runs once over its images, on the device."""
+        image on the CPU, then each branch's pixel work runs once over its images, on the device.
+        ``inplace``: a float batch is overwritten and returned (what the engine asks for through
+        :meth:`training_hooks`: its batch is its own) instead of copied first."""
         x, back = _accept(images)
         n, _, h, w = x.shape
         kinds, orders, seeds, masks = [], {}, {}, {}
@@ -88,7 +94,7 @@ class ProactiveDefense(Defense):
             if local:
                 masks[i] = sample_rectangles(1, h, w, generator, swapped_geometry=self.swapped_geometry, device=x.device)[0]
             kinds.append(kind)
-        rows = list(x.unbind(0))  # untouched rows stay views until the one stack
+        out = x.clone() if x is images and not inplace else x  # changed rows written into it
         for kind in ("gray", "fuse_gray", "fuse_sketch", "aug"):
             idx = [i for i, k in enumerate(kinds) if k == kind]
             if not idx:
@@ -101,9 +107,18 @@ class ProactiveDefense(Defense):
             else:  # sketch image by image: its rounded blur would change with the batch's convolution algorithm
                 other = grayscale(sel) if kind == "fuse_gray" else torch.stack([sketch(img) for img in sel])
                 hom = fuse_channels(sel, other, torch.cat([orders[i] for i in idx]))
+            whole = [j for j, i in enumerate(idx) if i not in masks]
+            if whole:
+                out[[idx[j] for j in whole]] = hom[whole]
             for j, i in enumerate(idx):
-                rows[i] = torch.where(masks[i][None], hom[j], x[i]) if i in masks else hom[j]
-        return back(torch.stack(rows))
+                if i in masks:  # LHT: the rectangle only
+                    out[i] = torch.where(masks[i][None], hom[j], x[i])
+        return back(out)
+
+    def training_hooks(self, images, pids: torch.Tensor, seed: int = 0) -> TrainingHooks:
+        """The engine's batch is its own: PD writes its changed rows into it (no copy of the batch)."""
+        return TrainingHooks(train_transform=self.train_transform,
+                             batch_train_transform=functools.partial(self.batch_train_transform, inplace=True))
 
     def _branch(self, u: float) -> str | None:
         """Which of :meth:`train_transform`'s branches the uniform ``u`` picks (None: the image as is)."""

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, select_rows, to_model_input
+from ..data.loader import batch_rows
+from ..data.transforms import pk_batches, random_batches, random_pad_crop_flip, to_model_input
 from ..utils import atomic_torch_save, atomic_write_text
 from ..training_protocol import BatchHook, BatchTrainTransform, TrainTransform, per_image
 from .recipes import Recipe
@@ -139,12 +140,12 @@ class _ForwardTrain(nn.Module):
         return self.model.forward_train(x)
 
 
-def _rows_on(images, idx, device: torch.device):
-    """Rows ``idx`` of the decoded uint8 images for ``device``: on a GPU copied through pinned memory
-    without waiting for the copy (the stream orders it before the batch's first kernel)."""
-    rows = select_rows(images, idx)
+def _on(rows, device: torch.device):
+    """A batch's uint8 rows (from :func:`~reidbench.data.loader.batch_rows`) for ``device``: on a GPU
+    copied from pinned memory without waiting for the copy (the stream orders it before the batch's
+    first kernel)."""
     if device.type == "cuda" and isinstance(rows, torch.Tensor):
-        rows = rows.pin_memory().to(device, non_blocking=True)
+        rows = rows.pin_memory().to(device, non_blocking=True)  # pin_memory: a no-op on the loader's pinned rows
     return rows
 
 
@@ -182,6 +183,7 @@ def train_model(
     config: dict[str, Any] | None = None,
     channels_last: bool = False,
     compile: str | None = None,
+    workers: int = 0,
 ) -> TrainResult:
     """Train ``model`` (an :class:`~reidbench.models.Embedder`) on uint8 ``images`` with labels ``pids``.
 
@@ -198,6 +200,9 @@ def train_model(
             on GPUs with tensor cores; the same numbers to float rounding).
         compile: a ``torch.compile`` backend (``"inductor"``, ...) for the training forward pass, or
             None (eager).
+        workers: DataLoader processes that fetch (for :class:`~reidbench.data.loader.StreamedImages`,
+            decode) the next batches' rows while the model trains; 0 fetches them in this process.
+            The weights do not depend on it: the batches and the augmentation are drawn here.
 
     The loop never waits for the device inside an epoch but every :data:`READ_EVERY` steps: losses
     and accuracy are summed on the device; a non-finite loss is caught at the next read (before any
@@ -281,16 +286,20 @@ def train_model(
             sums = torch.zeros(5, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
             seen, hook_s, read = 0, 0.0, None
             te = time.perf_counter()
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
-                       disable=not progress or not world.is_main, leave=False)
-            for idx in bar:
-                if world.distributed and batch_train_transform is None:  # this rank's rows, one process's draws
-                    rows = distributed.shard_range(len(idx), world)
-                    x = to_model_input(_rows_on(images, idx[rows.start:rows.stop], device), size, device)
+            # without a batch-wide train transform, a rank fetches and augments its shard only
+            sharded = world.distributed and batch_train_transform is None
+            shards = [distributed.shard_range(len(idx), world) if sharded else range(len(idx)) for idx in batches]
+            fetched = batch_rows(images, [idx[r.start:r.stop] for idx, r in zip(batches, shards)], workers=workers,
+                                 pin_memory=device.type == "cuda")
+            bar = tqdm(zip(batches, shards, fetched), total=len(batches), desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                       unit="batch", disable=not progress or not world.is_main, leave=False)
+            for idx, rows, fetched_rows in bar:
+                if sharded:  # this rank's rows, one process's draws
+                    x = to_model_input(_on(fetched_rows, device), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen, batch=len(idx), start=rows.start)
                     y = pids[idx[rows.start:rows.stop]].to(device)
                 else:
-                    x = to_model_input(_rows_on(images, idx, device), size, device)
+                    x = to_model_input(_on(fetched_rows, device), size, device)
                     x = random_pad_crop_flip(x, recipe.pad, recipe.flip, gen)
                     if batch_train_transform is not None:  # per-image draws in sequence: every rank runs them all
                         x = batch_train_transform(x, gen)

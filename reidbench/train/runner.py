@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from .. import distributed
-from ..data import ReIDDataset, load_images
+from ..data import DecodedImages, ReIDDataset, load_images
+from ..data.loader import StreamedImages, default_workers
 from ..models import build_architecture, get_preset, save_checkpoint
 from ..models.architectures import initialisation
 from ..registry import parse_defense
@@ -31,8 +32,8 @@ FINAL_CHECKPOINT = "model.pt"
 def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, *, seed: int = 0,
                  epochs: int | None = None, arch: str | None = None, device: str | torch.device = "cpu",
                  resume: bool = False, pretrained: bool | None = None, amp: bool | str = False,
-                 channels_last: bool = False, compile: str | None = None,
-                 progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
+                 channels_last: bool = False, compile: str | None = None, workers: int | None = None,
+                 stream: bool = False, progress: bool = True) -> tuple[TrainResult, dict[str, Any]]:
     """Train model preset ``preset`` on ``dataset.train``; write ``out_dir/model.pt`` + ``model.json``.
 
     ``epochs`` / ``arch`` override the preset's (``epochs`` also AT's fine-tuning epochs); ``pretrained``
@@ -42,7 +43,10 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     on synthreid EfficientNet-Lite0's). The sidecar's ``init`` says which
     (:func:`~reidbench.models.architectures.initialisation`). ``amp`` (``"fp16"``/``True``, ``"bf16"``)
     sets the recipe's mixed precision; ``channels_last`` and ``compile`` (a ``torch.compile`` backend)
-    change how the engine runs, not what it computes (to float rounding), and are recorded in the card."""
+    change how the engine runs, not what it computes (to float rounding), and are recorded in the card.
+    ``workers``: DataLoader processes fetching the next batches (default: none on a CPU, up to 4 beside a
+    GPU); ``stream`` decodes the training images from their files batch by batch (in the workers)
+    instead of all of them first through the image cache. Neither changes the weights."""
     p = get_preset(preset)
     arch_name, arch_kwargs, recipe_name = p.resolve(dataset, pretrained, arch)
     init = initialisation(arch_name, bool(arch_kwargs.get("pretrained", False)))  # before any work: fails early
@@ -54,7 +58,11 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    train = load_images(dataset.train, progress=progress, desc="decoding train")
+    workers = default_workers(device) if workers is None else workers
+    if stream:
+        train = DecodedImages(StreamedImages(dataset.train), list(dataset.train), [])
+    else:
+        train = load_images(dataset.train, progress=progress, desc="decoding train")
     num_classes = int(train.pids.max()) + 1
     model = build_architecture(arch_name, num_classes, **arch_kwargs)
     fingerprint = dataset.fingerprint()
@@ -70,7 +78,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
         model, train.images, train.pids, recipe, seed=seed, out_dir=out, resume=resume, device=device,
         progress=progress, train_transform=hooks.train_transform, batch_hook=hooks.batch_hook,
         batch_train_transform=hooks.batch_train_transform, channels_last=channels_last, compile=compile,
-        config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
+        workers=workers, config={"preset": p.name, "arch": arch_name, "arch_kwargs": arch_kwargs,
                 "dataset": {"name": dataset.name, "fingerprint": fingerprint, "root": str(dataset.root)},
                 "train_defense": p.train_defense, "test_defense": p.test_defense},
     )
@@ -79,7 +87,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
     if defense is not None and defense.has_fit_side:  # e.g. AT, goat-ft: fine-tune the trained model
         t_fit = time.perf_counter()
         tuned = fine_tune(defense, result.model, train.images, train.pids, train.camids, recipe=recipe, seed=seed,
-                          out_dir=out / "fit", resume=resume, device=device, progress=progress)
+                          out_dir=out / "fit", resume=resume, device=device, progress=progress, workers=workers)
         result.model = tuned.model
         history = history + tuned.history
         seconds += time.perf_counter() - t_fit  # the fit stage (AT's adversarial set, fine-tuning) counts
@@ -101,7 +109,7 @@ def train_preset(preset: str, dataset: ReIDDataset, out_dir: str | os.PathLike, 
 
 def fine_tune(defense, model: nn.Module, images, pids: torch.Tensor, camids: torch.Tensor | None = None, *,
               recipe: Recipe, seed: int = 0, out_dir: str | os.PathLike | None = None, resume: bool = False,
-              device: str | torch.device = "cpu", progress: bool = False) -> TrainResult:
+              device: str | torch.device = "cpu", progress: bool = False, workers: int = 0) -> TrainResult:
     """Run ``defense``'s fine-tuning stage (:meth:`finetune_stage`: AT, goat-ft) on the trained
     ``model`` with ``recipe`` for the stage's epochs; it keeps a training state in ``out_dir`` and
     resumes from it like any training. A defense without such a stage returns the model as it is."""
@@ -111,4 +119,4 @@ def fine_tune(defense, model: nn.Module, images, pids: torch.Tensor, camids: tor
     log.info("%s: %d epochs on %d images", stage.name, stage.epochs, len(stage.pids))
     return train_model(model, stage.images, stage.pids, recipe.replace(epochs=stage.epochs), seed=seed,
                        out_dir=out_dir, resume=resume, device=device, progress=progress,
-                       batch_hook=stage.batch_hook, config=stage.config)
+                       batch_hook=stage.batch_hook, config=stage.config, workers=workers)

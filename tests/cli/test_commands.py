@@ -126,7 +126,7 @@ def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, 
 def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["-q", "train", "--data-root", str(tiny_synth), "--epochs", "1", "--init", "scratch", "--out", str(out),
-                 "--no-eval", "--channels-last"]) == 0
+                 "--no-eval", "--channels-last", "--stream", "--workers", "1"]) == 0
     import json
 
     assert json.loads((out / "model.json").read_text())["execution"] == {"channels_last": True, "compile": None}

@@ -89,16 +89,19 @@ def test_a_training_epoch_on_the_device():
     pids = torch.arange(8).repeat_interleave(8)
     recipe = get_recipe("cpu").replace(epochs=2, batch_size=32, num_instances=4)
 
-    def run(device):
+    def run(device, workers=0):
         torch.manual_seed(0)
         model = build_architecture("resnet-small", 8, widths=(8, 16, 16, 16), input_size=(32, 16))
-        res = train_model(model, images, pids, recipe, seed=5, device=device, progress=False)
+        res = train_model(model, images, pids, recipe, seed=5, device=device, progress=False, workers=workers)
         return res
 
     dev, cpu = run(DEVICE), run("cpu")
     assert next(dev.model.parameters()).device.type == torch.device(DEVICE).type
     assert all(torch.isfinite(p).all() for p in dev.model.parameters())
     assert dev.history[0]["loss"] == pytest.approx(cpu.history[0]["loss"], rel=1e-3)  # the first epoch's mean loss
+    # DataLoader workers handing pinned rows over for asynchronous copies: the same batches, the same loss
+    loaded = run(DEVICE, workers=2)
+    assert loaded.history[0]["loss"] == pytest.approx(dev.history[0]["loss"], rel=1e-5)
 
 
 def test_randomised_transforms_run_batched_on_the_device():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -175,22 +176,23 @@ def test_cs_random_batched_equals_the_per_image_chain():
     assert torch.allclose(xg.grad, xr.grad, atol=1e-4)
 
 
-def test_rrp_batched_equals_resize_and_pad_per_image():
-    """RRP's one-gather form is F.interpolate(nearest) + padding image by image: same draws, same
-    pixels, same gradient."""
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic", "area"])
+def test_rrp_batched_equals_resize_and_pad_per_image(mode):
+    """RRP batched (nearest: one gather; other modes: one resize per drawn size) is F.interpolate +
+    padding image by image: same draws, same pixels, same gradient."""
     from reidbench.models.base import IMAGENET_MEAN
 
-    x = torch.rand(5, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(24, 3, 64, 32, generator=torch.Generator().manual_seed(1))
     fill = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    ref_d = RRP(seed=4)
-    draws = ref_d._draws(5, 64, 32)
-    assert len({tuple(r) for r in draws[:, :2].tolist()}) > 1  # sizes differ within the batch
+    draws = RRP(seed=4)._draws(24, 64, 32)
+    sizes = [tuple(r) for r in draws[:, :2].tolist()]
+    assert 1 < len(set(sizes)) < len(sizes)  # sizes differ within the batch, and some repeat
     xr = x.clone().requires_grad_(True)
-    ref = torch.cat([torch.nn.functional.pad(torch.nn.functional.interpolate(xr[k:k + 1], size=(nh, nw), mode="nearest") - fill,
+    ref = torch.cat([torch.nn.functional.pad(torch.nn.functional.interpolate(xr[k:k + 1], size=(nh, nw), mode=mode) - fill,
                                              (left, 36 - nw - left, top, 72 - nh - top)) + fill
                      for k, (nh, nw, top, left) in enumerate(draws.tolist())])
     xg = x.clone().requires_grad_(True)
-    ours = RRP(seed=4).test_transform(xg)
+    ours = RRP(mode=mode, seed=4).test_transform(xg)
     assert torch.allclose(ours, ref, atol=1e-6)
     weight = torch.rand(ours.shape, generator=torch.Generator().manual_seed(2))
     (ours * weight).sum().backward()

@@ -22,8 +22,10 @@ def test_the_batch_is_the_images_one_after_the_other(seed, probs):
     x = batch(seed=seed)
     g_one, g_batch = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     one = torch.stack([pd.train_transform(img, g_one) for img in x])
+    x_before = x.clone()
     both = pd.batch_train_transform(x, g_batch)
     assert torch.equal(both, one)
+    assert torch.equal(x, x_before)  # a caller's batch is left as it was
     assert torch.equal(g_batch.get_state(), g_one.get_state())  # the next batch draws the same too
     if probs:
         assert (both != x).flatten(1).any(1).float().mean() > 0.5  # it did transform
@@ -54,3 +56,15 @@ def test_jad_batches_through_its_pd_and_a_plain_defense_loops():
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(Flip().batch_train_transform(x, g1), torch.stack([Flip().train_transform(i, g2) for i in x]))
     assert Defense().training_hooks(None, torch.zeros(1)).batch_train_transform is None
+
+
+def test_the_engine_gets_the_transform_writing_into_its_own_batch():
+    """Through ``training_hooks`` (what the engine runs) PD overwrites the engine's batch instead of
+    copying it first: the same images, in the same tensor."""
+    pd = ProactiveDefense(**HEAVY)
+    x = batch(seed=5)
+    g_ref, g_hook = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    ref = pd.batch_train_transform(x, g_ref)
+    mine = x.clone()
+    out = pd.training_hooks(None, torch.zeros(1)).batch_train_transform(mine, g_hook)
+    assert torch.equal(out, ref) and out.data_ptr() == mine.data_ptr() and not torch.equal(mine, x)
