@@ -53,6 +53,16 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def require_files(samples: Sequence[Sample]) -> None:
+    """Raise :class:`CorruptImageError` naming the first missing files of ``samples``, if any."""
+    missing = [s.path for s in samples if not os.path.isfile(s.path)]
+    if missing:
+        raise CorruptImageError(
+            f"{len(missing)} image files do not exist, e.g. {', '.join(missing[:3])}; "
+            "the dataset folder changed after its file lists were read"
+        )
+
+
 @dataclass
 class DecodedImages:
     """Decoded images of a split: ``images`` is one (N, 3, H, W) uint8 tensor when every image has
@@ -107,12 +117,7 @@ def load_images(
     samples = list(samples)
     if not samples:
         raise ValueError("no samples to decode")
-    missing = [s.path for s in samples if not os.path.isfile(s.path)]
-    if missing:
-        raise CorruptImageError(
-            f"{len(missing)} image files do not exist, e.g. {', '.join(missing[:3])}; "
-            "the dataset folder changed after its file lists were read"
-        )
+    require_files(samples)
     cache_file = None
     if use_cache:
         cache_file = Path(cache_dir or default_data_home() / "cache") / "images" / f"{_cache_key(samples)}.pt"

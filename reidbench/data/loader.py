@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .base import Sample
-from .images import read_image
+from .images import read_image, require_files
 from .transforms import select_rows
 
 __all__ = ["StreamedImages", "batch_rows", "default_workers"]
@@ -35,15 +35,10 @@ class StreamedImages(Sequence):
     :class:`~reidbench.data.CorruptImageError` naming it when it is reached."""
 
     def __init__(self, samples: Sequence[Sample]) -> None:
-        self.paths = [s.path for s in samples]
-        if not self.paths:
+        if not samples:
             raise ValueError("no samples to stream")
-        missing = [p for p in self.paths if not os.path.isfile(p)]
-        if missing:  # before training starts, not hours into it
-            from .images import CorruptImageError
-
-            raise CorruptImageError(f"{len(missing)} image files do not exist, e.g. {', '.join(missing[:3])}; "
-                                    "the dataset folder changed after its file lists were read")
+        require_files(samples)  # before training starts, not hours into it
+        self.paths = [s.path for s in samples]
 
     def __len__(self) -> int:
         return len(self.paths)

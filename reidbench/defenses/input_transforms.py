@@ -104,12 +104,12 @@ class RRP(Defense):
         # then each placed on the canvas: the difference to the fill colour padded with zeros,
         # differentiable, fill outside
         outs: list[torch.Tensor | None] = [None] * n
-        sizes = d[:, :2].tolist()
-        for nh, nw in sorted(set(map(tuple, sizes))):
-            rows = [i for i, s in enumerate(sizes) if tuple(s) == (nh, nw)]
+        draws = d.tolist()
+        for nh, nw in sorted({(a, b) for a, b, _, _ in draws}):
+            rows = [i for i, (a, b, _, _) in enumerate(draws) if (a, b) == (nh, nw)]
             resized = F.interpolate(x[rows], size=(nh, nw), mode=self.mode) - fill.view(1, 3, 1, 1)
             for r, i in zip(resized, rows):
-                top, left = int(d[i, 2]), int(d[i, 3])
+                top, left = draws[i][2:]
                 outs[i] = F.pad(r, (left, canvas[1] - nw - left, top, canvas[0] - nh - top))
         return torch.stack(outs) + fill.view(1, 3, 1, 1)
 
