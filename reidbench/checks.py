@@ -50,12 +50,13 @@ def _iterations(attack) -> int | None:
 
 def run_checks(attack, out: dict[str, Any], evalset, eval_model: torch.nn.Module, *,
                rebuild: Callable[[int], Any], context=None, batch_size: int = 64, device="cpu", io: str = "memory",
-               key: str = "", ap: str = "torchreid", subset: int = 32) -> dict[str, Any]:
+               key: str = "", ap: str = "torchreid", subset: int = 32, resume=None) -> dict[str, Any]:
     """The self-checks of one attacked cell.
 
     ``attack``: the attack that ran; ``out``: its :func:`~reidbench.attacks.evaluate.attack_queries`
     output; ``rebuild(steps)``: the same attack with ``steps`` iterations (the convergence check);
-    ``subset``: how many queries the convergence check attacks again (0: skip it)."""
+    ``subset``: how many queries the convergence check attacks again (0: skip it); ``resume``: the
+    folder where the check's longer run keeps its finished batches (see ``attack_queries``)."""
     from .attacks.evaluate import attack_queries, evaluate_attacked
 
     checks: dict[str, Any] = {}
@@ -72,7 +73,7 @@ def run_checks(attack, out: dict[str, Any], evalset, eval_model: torch.nn.Module
         ran = evaluate_attacked({"features": out["features"][torch.tensor(idx)]}, evalset, ap=ap, indices=idx)
         longer = rebuild(4 * steps)
         again = attack_queries(longer, evalset, eval_model, batch_size=batch_size, device=device, io=io,
-                               context=context, key=key, indices=idx)
+                               context=context, key=key, indices=idx, resume=resume)
         res = evaluate_attacked(again, evalset, ap=ap, indices=idx)
         drop = ran["attacked"]["mAP"] - res["attacked"]["mAP"]
         checks["unconverged"] = {"queries": len(idx), "steps": steps, "steps_check": 4 * steps,

@@ -7,9 +7,12 @@ features for M-IFGSM guides, the clean query set as FNA's labelled set (as CEA's
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import distributed, rng
 from ..data.transforms import select_rows, to_model_input
 from ..evaluation import evaluate_features, extract_features
-from ..utils import model_mode
+from ..utils import atomic_torch_save, model_mode
 from .base import AttackContext, FeatureBank
 from .io import JPEG75, jpeg_roundtrip
 
@@ -88,7 +91,7 @@ def prepare_evalset(model: torch.nn.Module, dataset, device: str | torch.device 
 def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                    device: str | torch.device = "cpu", io: str = "memory", progress: bool = False,
                    keep_images: bool = False, context: AttackContext | None = None, key: str = "",
-                   indices=None) -> dict[str, Any]:
+                   indices=None, resume: str | os.PathLike | None = None) -> dict[str, Any]:
     """Attack every query (or the queries at ``indices``); return adversarial features,
     perturbation statistics and, with ``keep_images``, the adversarial images (on the 8-bit grid when
     the attack quantises). ``context``: the attacker's guides (default: ``evalset.context()``).
@@ -98,6 +101,13 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
     gets the same result in any batch, order or subset. An ensemble (``auto``) also returns
     ``components``: each component's features and perturbation. ``zero_grad``: per query, whether
     the attack's input gradient at its first step was exactly zero (None if the attack does not say).
+
+    ``resume``: a folder where every finished batch is saved at once (atomically, one file per batch)
+    and from which a rerun takes the batches it finds instead of attacking them again -- a killed
+    evaluation loses one batch at most, and the keyed draws make the resumed result the uninterrupted
+    one. Each file names its evaluation (a digest of ``key``, the attack's repr, ``io`` and the
+    evaluated model's weights) and its queries; a batch of another evaluation is refused, never
+    reused. ``seconds`` then sums the attack time of every batch, in whichever run it was spent.
 
     Under ``torchrun`` (:mod:`reidbench.distributed`) each rank attacks a contiguous shard of the
     queries and every rank gets all rows back; the keyed draws make them one process's."""
@@ -110,61 +120,125 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
     share = distributed.shard_range(len(order), world)
     mine = order[share.start:share.stop]
     ensemble = hasattr(attack, "perturb_components")
-    feats, linf, l2, kept, zero = [], [], [], [], []
-    parts: dict[str, dict[str, list]] = {}
-    t0 = time.perf_counter()
+    folder = None if resume is None else Path(resume)
+    ident = "" if folder is None else _evaluation_id(attack, model, key, io)
+    batches: list[dict[str, Any]] = []
+    reused = 0
     for s in tqdm(range(0, len(mine), batch_size), desc=f"attacking queries ({getattr(attack, 'name', 'attack')})",
                   unit="batch", disable=not progress or not world.is_main, leave=False):
         idx = mine[s:s + batch_size]
-        sel = torch.tensor(idx, dtype=torch.int64)
-        x = to_model_input(select_rows(evalset.query_images, idx), size, device)
-        pids, camids = evalset.q_pids[sel.to(evalset.q_pids.device)], evalset.q_camids[sel.to(evalset.q_camids.device)]
-        with rng.scope(key=key, purpose="attack", indices=idx):
-            if ensemble:
-                adv, comp = attack.perturb_components(x, pids, camids, ctx)
-            else:
-                adv, comp = attack(x, pids, camids, ctx), {}
-        z = getattr(attack, "last_diagnostics", {}).get("zero_grad")
-        zero.append(z.cpu() if z is not None else None)
-        for name, images in [(None, adv), *comp.items()]:
-            if io == JPEG75:  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
-                images = jpeg_roundtrip(images)
-            delta = (images - x).flatten(1)
-            with rng.scope(key="", purpose="query", indices=idx):  # the defender's draws: the clean query's
-                f = _eval_features(model, images)
-            if name is None:
-                adv = images
-                linf.append(delta.abs().amax(1).cpu())
-                l2.append(delta.norm(dim=1).cpu())
-                feats.append(f)
-            else:
-                p = parts.setdefault(name, {"features": [], "linf": [], "l2": []})
-                p["features"].append(f)
-                p["linf"].append(delta.abs().amax(1).cpu())
-                p["l2"].append(delta.norm(dim=1).cpu())
-        if keep_images:
-            kept.append(adv.detach().cpu())
-    seconds = distributed.max_over_ranks(time.perf_counter() - t0, world)
-    if world.distributed:  # every rank's rows, in query order
-        feats, linf, l2 = ([distributed.gather_rows(torch.cat(v), world)] for v in (feats, linf, l2))
-        if all(z is not None for z in zero):
-            zero = [distributed.gather_rows(torch.cat(zero), world)]
-        kept = [distributed.gather_rows(torch.cat(kept), world)] if kept else kept
-        for p in parts.values():
-            for k in ("features", "linf", "l2"):
-                p[k] = [distributed.gather_rows(torch.cat(p[k]), world)]
-    linf_t, l2_t = torch.cat(linf), torch.cat(l2)
-    out = {"features": torch.cat(feats), "linf": linf_t, "l2": l2_t, "seconds": seconds,
+        saved = None if folder is None else _saved_batch(folder, ident, idx, keep_images, device)
+        if saved is not None:
+            batches.append(saved)
+            reused += 1
+            continue
+        t0 = time.perf_counter()
+        b = _attack_batch(attack, evalset, model, idx, size=size, device=device, io=io, ctx=ctx, key=key,
+                          ensemble=ensemble, keep_images=keep_images)
+        b["seconds"] = time.perf_counter() - t0
+        if folder is not None:
+            _save_batch(folder, ident, idx, b)
+        batches.append(b)
+    if reused:
+        log.info("resumed from %s: %d of %d batches of these queries were already attacked", folder, reused,
+                 len(batches))
+    seconds = distributed.max_over_ranks(sum(b["seconds"] for b in batches), world)
+
+    def cat(get) -> torch.Tensor:
+        rows = torch.cat([get(b) for b in batches])
+        return distributed.gather_rows(rows, world) if world.distributed else rows  # every rank's, in query order
+
+    feats, linf_t, l2_t = cat(lambda b: b["features"]), cat(lambda b: b["linf"]), cat(lambda b: b["l2"])
+    zero = cat(lambda b: b["zero_grad"]) if batches and all(b["zero_grad"] is not None for b in batches) else None
+    out = {"features": feats, "linf": linf_t, "l2": l2_t, "seconds": seconds,
            "linf_max": float(linf_t.max()), "linf_mean": float(linf_t.mean()), "l2_mean": float(l2_t.mean()),
-           "indices": order,
-           "zero_grad": torch.cat(zero) if zero and all(z is not None for z in zero) else None}
-    if parts:
-        out["components"] = {name: {"features": torch.cat(p["features"]), "linf_max": float(torch.cat(p["linf"]).max()),
-                                    "linf_mean": float(torch.cat(p["linf"]).mean()),
-                                    "l2_mean": float(torch.cat(p["l2"]).mean())} for name, p in parts.items()}
+           "indices": order, "zero_grad": zero}
+    names = list(batches[0]["components"]) if batches else []
+    if names:
+        out["components"] = {}
+        for name in names:
+            c_linf, c_l2 = cat(lambda b: b["components"][name]["linf"]), cat(lambda b: b["components"][name]["l2"])
+            out["components"][name] = {"features": cat(lambda b: b["components"][name]["features"]),
+                                       "linf_max": float(c_linf.max()), "linf_mean": float(c_linf.mean()),
+                                       "l2_mean": float(c_l2.mean())}
     if keep_images:
-        out["images"] = torch.cat(kept)
+        out["images"] = cat(lambda b: b["images"])
     return out
+
+
+def _attack_batch(attack, evalset: EvalSet, model: torch.nn.Module, idx: list[int], *, size, device, io, ctx,
+                  key: str, ensemble: bool, keep_images: bool) -> dict[str, Any]:
+    """:func:`attack_queries` on the queries ``idx``: their adversarial features and perturbations
+    (and each component's, for an ensemble)."""
+    sel = torch.tensor(idx, dtype=torch.int64)
+    x = to_model_input(select_rows(evalset.query_images, idx), size, device)
+    pids, camids = evalset.q_pids[sel.to(evalset.q_pids.device)], evalset.q_camids[sel.to(evalset.q_camids.device)]
+    with rng.scope(key=key, purpose="attack", indices=idx):
+        if ensemble:
+            adv, comp = attack.perturb_components(x, pids, camids, ctx)
+        else:
+            adv, comp = attack(x, pids, camids, ctx), {}
+    z = getattr(attack, "last_diagnostics", {}).get("zero_grad")
+    b: dict[str, Any] = {"zero_grad": z.cpu() if z is not None else None, "components": {}}
+    for name, images in [(None, adv), *comp.items()]:
+        if io == JPEG75:  # the seed's implicit I/O: adversarial queries saved as .jpg, read back
+            images = jpeg_roundtrip(images)
+        delta = (images - x).flatten(1)
+        with rng.scope(key="", purpose="query", indices=idx):  # the defender's draws: the clean query's
+            f = _eval_features(model, images)
+        part = {"features": f, "linf": delta.abs().amax(1).cpu(), "l2": delta.norm(dim=1).cpu()}
+        if name is None:
+            adv = images
+            b.update(part)
+        else:
+            b["components"][name] = part
+    if keep_images:
+        b["images"] = adv.detach().cpu()
+    return b
+
+
+def _evaluation_id(attack, model: torch.nn.Module, key: str, io: str) -> str:
+    """What a saved batch must match to be reused: the key, the attack (its repr holds its
+    hyperparameters), the I/O, the evaluated model's test-time defense and its weights and buffers."""
+    h = hashlib.sha256(f"{key}\0{attack!r}\0{io}\0{getattr(model, 'defense', None)!r}\0".encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode() + b"\0")
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _batch_file(folder: Path, idx: list[int]) -> Path:
+    return folder / f"q{idx[0]:06d}-n{len(idx)}.pt"
+
+
+def _save_batch(folder: Path, ident: str, idx: list[int], b: dict[str, Any]) -> None:
+    def cpu(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu()
+        return {k: cpu(w) for k, w in v.items()} if isinstance(v, dict) else v
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"format": 1, "evaluation": ident, "indices": list(idx), **cpu(b)}, _batch_file(folder, idx))
+
+
+def _saved_batch(folder: Path, ident: str, idx: list[int], keep_images: bool, device) -> dict[str, Any] | None:
+    """The batch of queries ``idx`` saved in ``folder`` by an earlier run of the evaluation ``ident``,
+    on ``device``; None when there is none. A file that is another evaluation's is an error."""
+    path = _batch_file(folder, idx)
+    if not path.is_file():
+        return None
+    b = torch.load(path, map_location="cpu", weights_only=True)
+    if b.get("evaluation") != ident or b.get("indices") != list(idx):
+        raise ValueError(f"{path} is a batch of another evaluation (another attack, model, key or I/O, or other "
+                         f"queries: {b.get('indices', [])[:3]}... where this one attacks {idx[:3]}...): give each "
+                         f"evaluation its own resume folder, or delete this one to attack these queries again")
+    if keep_images and "images" not in b:
+        return None  # saved without its images: attack again
+
+    b["features"] = b["features"].to(device)
+    for part in b["components"].values():
+        part["features"] = part["features"].to(device)
+    return b
 
 
 def evaluate_attacked(out: dict[str, Any], evalset: EvalSet, *, rerank: bool = False, ap: str = "torchreid",
@@ -189,14 +263,16 @@ def evaluate_attacked(out: dict[str, Any], evalset: EvalSet, *, rerank: bool = F
 def evaluate_attack(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_size: int = 64,
                     device: str | torch.device = "cpu", io: str = "memory", rerank: bool = False,
                     progress: bool = False, keep_images: bool = False,
-                    context: AttackContext | None = None, key: str = "") -> dict[str, Any]:
+                    context: AttackContext | None = None, key: str = "",
+                    resume: str | os.PathLike | None = None) -> dict[str, Any]:
     """Clean and attacked metrics (R1/R5/R10/mAP/mINP in percent), the realised perturbation and time;
     for an ensemble also each component's metrics (``components``). ``context``: the attacker's
-    guides (default: ``evalset.context()``); ``key``: keys the attack's random draws."""
+    guides (default: ``evalset.context()``); ``key``: keys the attack's random draws; ``resume``: the
+    folder that keeps the attacked batches (see :func:`attack_queries`)."""
     clean = evaluate_features(evalset.q_feats, evalset.g_feats, evalset.q_pids, evalset.g_pids, evalset.q_camids,
                               evalset.g_camids, rerank=rerank)
     res = attack_queries(attack, evalset, model, batch_size=batch_size, device=device, io=io, progress=progress,
-                         keep_images=keep_images, context=context, key=key)
+                         keep_images=keep_images, context=context, key=key, resume=resume)
     scored = evaluate_attacked(res, evalset, rerank=rerank)
     out = {"clean": clean, "attacked": scored["attacked"], "linf_max": res["linf_max"], "linf_mean": res["linf_mean"],
            "l2_mean": res["l2_mean"], "seconds": res["seconds"], "io": io}

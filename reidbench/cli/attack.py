@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
                         "identity with the queries as guides (Bai et al.; M-IFGSM family)")
     p.add_argument("--save", default=None, help="save the adversarial queries: FILE.pt or a folder")
     p.add_argument("--save-format", default=None, choices=["pt", "png", "jpeg75"])
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="keep every attacked query batch in DIR; run the same command again after a kill and "
+                        "only the batches not there yet are attacked (same result as an uninterrupted run)")
     options.add_defense(p)
     options.add_threat(p)
     p.add_argument("--surrogate", default=None,
@@ -34,6 +37,19 @@ def add_parser(sub) -> None:
                         "itself); another model's checkpoint makes it a transfer / black-box attack")
     options.add_json(p)
     p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench attack: data-parallel
+
+
+def resume_folder(args, card, ds, defense, prepared, io) -> Path | None:
+    """``--resume DIR``'s subfolder for this evaluation: another model, dataset, defense, threat,
+    attack, I/O or generator never meets this one's batches."""
+    if not args.resume:
+        return None
+    from ..store import content_key
+
+    what = {"checkpoint": card.get("sha256") or str(Path(args.checkpoint).resolve()), "dataset": ds.fingerprint(),
+            "defense": repr(defense), "adaptive": bool(args.adaptive), "attack": repr(prepared.attack), "io": io,
+            "generator": (prepared.generator or {}).get("generator")}
+    return Path(args.resume) / content_key(what)[:16]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
     attack = prepared.attack
     eval_model = DefendedModel(model, defense) if defense is not None else model
     if args.side == "gallery":
-        if args.save or io != "memory":
-            raise CLIError("--side gallery evaluates in memory only (no --save / --io)")
+        if args.save or io != "memory" or args.resume:
+            raise CLIError("--side gallery evaluates in memory only (no --save / --io / --resume)")
         res = evaluate_gallery_attack(attack, ds, eval_model, evalset, batch_size=args.batch_size, device=device,
                                       rerank=args.rerank, progress=not args.quiet)
     else:
         res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=io,
                               rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save),
-                              context=prepared.context)
+                              context=prepared.context, resume=resume_folder(args, card, ds, defense, prepared, io))
     meta = {"attack": repr(attack), "checkpoint": str(args.checkpoint), "dataset": ds.name, "io": io}
     if surrogate is not None:
         meta["surrogate"] = str(surrogate)

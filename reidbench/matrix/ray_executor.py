@@ -133,7 +133,9 @@ def _cell_task(config, fingerprint: str, files: dict[str, bytes], model_name: st
     defense = defense_spec.build()
     eval_model = DefendedModel(model, defense) if defense is not None else model
     row = _Row(model, defense, payload["evalset"], eval_model, payload["clean"], payload["common"])
-    return runner.run_cell(item, row).to_dict()
+    record = runner.run_cell(item, row).to_dict()  # a retry on this worker resumes its saved batches
+    runner.discard_partial(item)
+    return record
 
 
 # -- on the driver ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 (model, test-time defense) pair's features once, run every pending cell and write its record.
 
 Resumable at every level: training continues from ``last.pt``; a finished cell is a record file
-found again by its key; a cell interrupted half-way has no record and is simply run again; claims
+found again by its key; a cell interrupted half-way resumes from the query batches it had attacked
+(``<results>/partial/<key>/``, removed once its record is written); claims
 keep two concurrent runs from computing the same cell or training the same model.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -305,7 +307,7 @@ class _MatrixRunner:
                                       kwargs=kwargs, fitted=fitted)
             out = attack_queries(prepared.attack, row.evalset, row.eval_model, batch_size=c.batch_size,
                                  device=c.device, io=c.io, progress=self.progress, context=prepared.context,
-                                 key=item.key)
+                                 key=item.key, resume=self.partial(item))
             scored = evaluate_attacked(out, row.evalset, rerank=c.rerank, ap=c.ap)
             res = scored["attacked"]
             if "components" in scored:
@@ -326,7 +328,8 @@ class _MatrixRunner:
 
                 checks = run_checks(prepared.attack, out, row.evalset, row.eval_model, rebuild=rebuild,
                                     context=prepared.context, batch_size=c.batch_size, device=c.device, io=c.io,
-                                    key=item.key, ap=c.ap, subset=c.checks)
+                                    key=item.key, ap=c.ap, subset=c.checks,
+                                    resume=self.partial(item) / "check")
                 check_seconds = round(time.perf_counter() - t_check, 3)
         wall = time.perf_counter() - t_cell
         return Record(
@@ -345,9 +348,16 @@ class _MatrixRunner:
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         )
 
+    def partial(self, item: _Planned) -> Path:
+        """Where the cell keeps the query batches it has attacked until its record is written."""
+        return self.results / "partial" / item.key[:32]
+
+    def discard_partial(self, item: _Planned) -> None:
+        shutil.rmtree(self.partial(item), ignore_errors=True)
+
     def record(self, item: _Planned, row: _Row, bar) -> None:
-        """Claim the cell, run it and write its record atomically (skipped when another run holds it
-        or finished it meanwhile)."""
+        """Claim the cell, run it (resuming its saved batches, unless forced) and write its record
+        atomically (skipped when another run holds it or finished it meanwhile)."""
         state, claim = claim_unless_done(self.results, item.key, item.path, force=self.force)
         if state is not Claimed.OURS:
             (self.run.busy if state is Claimed.BUSY else self.run.skipped).append(item.key)
@@ -355,7 +365,10 @@ class _MatrixRunner:
         try:
             bar.set_postfix_str(item.cell.label())
             t0 = time.perf_counter()
+            if self.force:
+                self.discard_partial(item)
             write_record(item.path, self.run_cell(item, row))
+            self.discard_partial(item)
             self.run.computed.append(item.key)
             self.run.records.append(item.path)
             self.run.add_time("features and clean evaluation" if item.cell.is_clean else "attacks and evaluation",

@@ -121,6 +121,14 @@ def test_attack_command_json_and_saved_queries_evaluate_identically(tiny_synth, 
                           ev.g_pids, ev.q_camids, ev.g_camids)
     assert round(m["mAP"], 4) == obj["attacked"]["mAP"] and round(m["R1"], 4) == obj["attacked"]["R1"]
     assert "SMA(" in meta["attack"]
+    # --resume keeps the attacked batches; a second run reuses them and reports the same numbers
+    keep = tmp_path / "partial"
+    for _ in range(2):
+        assert main(["-q", "attack", "--checkpoint", str(out / "model.pt"), "--data-root", str(tiny_synth),
+                     "--attack", "sma", "--eps", "4/255", "--steps", "3", "--json", "--io", "png",
+                     "--batch-size", "16", "--resume", str(keep)]) == 0
+        again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert again["attacked"] == obj["attacked"] and len(list(keep.glob("*/*.pt"))) == -(-len(ev.q_pids) // 16)
 
 
 def test_attack_command_table_and_unknown_attack(tiny_synth, tmp_path, capsys):

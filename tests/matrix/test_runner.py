@@ -264,3 +264,36 @@ def test_trainings_are_claimed_first_and_rows_waiting_on_another_run_go_last(tin
     pd_done = max(p.stat().st_mtime for p in (res / "records").glob("pd__*.json"))
     assert ckpt.is_file() and ckpt.stat().st_mtime > pd_done      # the baseline was trained after pd's cells
     assert not list((own / "claims").glob("*.lock")) and not list((res / "claims").glob("*.lock"))
+
+
+def test_a_cell_killed_mid_way_resumes_from_its_attacked_batches(tiny_synth, store, tmp_path, monkeypatch):
+    """The matrix keeps each attacked query batch of a running cell (``partial/<key>/``): a kill loses
+    one batch, the rerun attacks only the rest, its record has the uninterrupted metrics, and the
+    batches are removed once the record is written."""
+    cfg = config(tiny_synth, models=("baseline",), attacks=("auto",), rerank=False, checks=4, batch_size=8)
+    ref = tmp_path / "uninterrupted"
+    run_matrix(cfg, ref, store=store, progress=False)
+    killed = tmp_path / "killed"
+    real = evaluate_mod._attack_batch
+    calls, kill = [], [3]
+
+    def batch(*a, **k):
+        calls.append(a[3])
+        if len(calls) == kill[0]:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*a, **k)
+
+    monkeypatch.setattr(evaluate_mod, "_attack_batch", batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(cfg, killed, store=store, progress=False)
+    saved = sorted((killed / "partial").glob("*/*.pt"))
+    assert len(saved) == 2 and not list((killed / "records").glob("*auto*"))
+    calls.clear()
+    kill[0] = 0
+    run_matrix(cfg, killed, store=store, progress=False)
+    assert calls[0][0] == 16  # the two saved batches (queries 0-15) were not attacked again
+    assert metrics_by_slug(killed) == metrics_by_slug(ref)
+    rec = next(r for r in iter_records(killed) if r.cell["attack"] == "auto")
+    want = next(r for r in iter_records(ref) if r.cell["attack"] == "auto")
+    assert rec.components == want.components and rec.checks == want.checks
+    assert not list((killed / "partial").glob("*/*"))  # removed with the record written
