@@ -131,7 +131,7 @@ def autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """torchvision's ImageNet AutoAugment policy on the 8-bit image (the seed's ``AutoAugPolicy`` is
     the same 25 sub-policies; bins and fill differ slightly). Randomness comes from ``generator``."""
     xb, single = _batched(x)
-    out = torch.stack([autoaugment_seeded(img, autoaugment_seed(generator)) for img in xb])
+    out = autoaugment_seeded(xb, [autoaugment_seed(generator) for _ in range(len(xb))])
     return out[0] if single else out
 
 
@@ -140,19 +140,30 @@ def autoaugment_seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
 
 
-def autoaugment_seeded(img: torch.Tensor, seed: int) -> torch.Tensor:
-    """:func:`autoaugment` of one (3, H, W) image with its draw given."""
+def autoaugment_seeded(x: torch.Tensor, seeds) -> torch.Tensor:
+    """:func:`autoaugment` of a (3, H, W) image with its draw ``seeds`` (an int), or of an (N, 3, H, W)
+    batch with one draw per image (a sequence): the 8-bit conversions run once over the batch, the
+    policy image by image (torchvision draws its sub-policy and magnitudes per call)."""
     global _AUTOAUGMENT
     from torchvision.transforms import AutoAugment, AutoAugmentPolicy
 
     if _AUTOAUGMENT is None:
         _AUTOAUGMENT = AutoAugment(AutoAugmentPolicy.IMAGENET, fill=[128, 128, 128])
+    single = x.dim() == 3
+    seeds = [seeds] if single else list(seeds)
+    u8 = torch.round(x * 255).to(torch.uint8)
+    u8 = u8[None] if single else u8
+    if len(seeds) != len(u8):
+        raise ValueError(f"autoaugment_seeded: {len(u8)} images but {len(seeds)} seeds")
     with torch.random.fork_rng(devices=[]):
         # torchvision draws from the global CPU generator; seeding it alone (not torch.manual_seed, which
         # also seeds every accelerator backend) is what used to make this the PD augmentation's main cost
-        torch.default_generator.manual_seed(seed)
-        u8 = torch.round(img * 255).to(torch.uint8)
-        return _AUTOAUGMENT(u8).to(img.dtype) / 255
+        out = []
+        for img, seed in zip(u8, seeds):
+            torch.default_generator.manual_seed(int(seed))
+            out.append(_AUTOAUGMENT(img))
+    y = torch.stack(out).to(x.dtype) / 255
+    return y[0] if single else y
 
 
 def sample_rectangles(n: int, h: int, w: int, generator: torch.Generator, sl: float = 0.02, sh: float = 0.4,

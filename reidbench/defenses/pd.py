@@ -103,7 +103,7 @@ class ProactiveDefense(Defense):
             if kind == "gray":
                 hom = grayscale(sel)
             elif kind == "aug":
-                hom = torch.stack([autoaugment_seeded(img, seeds[i]) for img, i in zip(sel, idx)])
+                hom = autoaugment_seeded(sel, [seeds[i] for i in idx])
             else:  # sketch image by image: its rounded blur would change with the batch's convolution algorithm
                 other = grayscale(sel) if kind == "fuse_gray" else torch.stack([sketch(img) for img in sel])
                 hom = fuse_channels(sel, other, torch.cat([orders[i] for i in idx]))
