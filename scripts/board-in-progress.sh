@@ -10,7 +10,12 @@
 # cell, so that the board's records share one source fingerprint), records/ (finished cells),
 # partial/ (the query batches of a cell cut off mid-way) and store/ (the trained checkpoints and the
 # fitted DMR generator: training on another CPU gives other weights, and the records name their
-# checkpoint by SHA-256). When the run is complete, scripts/regenerate-leaderboard.sh publishes it.
+# checkpoint by SHA-256) and data/ (the generated synthreid files: their fingerprint is in every key,
+# and another CPU's floating point could generate other files). When the run is complete,
+# scripts/regenerate-leaderboard.sh publishes it.
+#
+# Leave REIDBENCH_HOME unset: the transfer (DMR) cells' keys hold the generator's path in the store
+# (a defect of the pinned code), so every sitting must use the same store path.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NEXT="$ROOT/leaderboards/synthreid-next"
@@ -23,11 +28,13 @@ PIN="$(cat "$NEXT/PIN")"
 case "${1:-}" in
 run)
   if [ ! -d "$WORK/src" ]; then
+    git -C "$ROOT" worktree prune  # a worktree of an earlier sitting whose folder is gone
     git -C "$ROOT" worktree add --detach "$WORK/src" "$PIN"
   fi
   [ "$(git -C "$WORK/src" rev-parse HEAD)" = "$PIN" ] || { echo "$WORK/src is not at $PIN" >&2; exit 1; }
   mkdir -p "$STORE" "$RESULTS/records"
   [ -d "$NEXT/store" ] && cp -rn "$NEXT/store/." "$STORE/"
+  [ -d "$NEXT/data" ] && mkdir -p "$REIDBENCH_HOME/data" && cp -rn "$NEXT/data/." "$REIDBENCH_HOME/data/"
   for d in records partial; do [ -d "$NEXT/$d" ] && cp -rn "$NEXT/$d" "$RESULTS/"; done
   cd "$WORK/src"
   export PYTHONPATH="$WORK/src"
@@ -58,6 +65,9 @@ save)
       [ -f "$STORE/$dir/model.pt" ] || [ -f "$STORE/$dir/generator.pt" ] || continue
       mkdir -p "$NEXT/store/$dir" && cp -u "$STORE/$f" "$NEXT/store/$f"
     done
+  for d in "$REIDBENCH_HOME"/data/synthreid-default-*; do
+    [ -d "$d" ] && [ ! -d "$NEXT/data/$(basename "$d")" ] && mkdir -p "$NEXT/data" && cp -r "$d" "$NEXT/data/"
+  done
   echo "saved $(ls "$NEXT/records" | wc -l) records, $(find "$NEXT/partial" -name '*.pt' 2>/dev/null | wc -l) partial batches and $(find "$NEXT/store" -name model.pt | wc -l) checkpoints into $NEXT"
   ;;
 *)
