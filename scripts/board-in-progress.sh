@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NEXT="$ROOT/leaderboards/synthreid-next"
 WORK="${BOARD_WORK:-/tmp/reidbench-board}"
-export REIDBENCH_HOME="${REIDBENCH_HOME:-$WORK/home}"
+export REIDBENCH_HOME="${REIDBENCH_HOME:-/tmp/rbhome3}"  # the store path of the first sitting (see above)
 STORE="$REIDBENCH_HOME/checkpoints"
 RESULTS="$WORK/results"
 PIN="$(cat "$NEXT/PIN")"

@@ -132,6 +132,12 @@ def cell_numerics(cell: Cell) -> dict[str, Any]:
     return out
 
 
+#: the parts of a transfer cell's generator information that are not hashed into its key; records
+#: written before KEY_FORMAT 2 hashed them (``config["key_format"]`` absent)
+PROVENANCE_ONLY = ("generator",)
+KEY_FORMAT = 2
+
+
 def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, Any] | None,
                generator: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """What determines a cell's result besides the cell itself (hashed into its key): the
@@ -144,7 +150,10 @@ def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, 
     if cell.threat is Threat.TRANSFER:
         if generator is None:
             raise ValueError(f"{cell.label()}: a transfer cell's key needs its fitted generator")
-        extra.update(attack=generator[0], surrogate=generator[1], io=config.io)
+        # the generator's weights and surrogate determine the cell; its file in the store is provenance
+        # (the same generator in another store, or on another machine, is the same cell)
+        surrogate = {k: v for k, v in generator[1].items() if k not in PROVENANCE_ONLY}
+        extra.update(attack=generator[0], surrogate=surrogate, io=config.io)
     elif not cell.is_clean:
         extra.update(attack=attack_kwargs(cell.attack, cell.threat, cell.defense, seed=cell.seed, eps=cell.eps,
                                           steps=cell.steps, io=config.io, eot=config.eot), io=config.io)
@@ -341,7 +350,7 @@ class _MatrixRunner:
             components=components, checks=checks,
             config={**row.common, "attack": attack_repr, "attack_hyperparameters": hp, "surrogate": item.generator,
                     "io": c.io, "ap": c.ap, "rerank": c.rerank, "eot": (hp or {}).get("eot_samples"),
-                    "numerics": item.extra["numerics"]},
+                    "numerics": item.extra["numerics"], "key_format": KEY_FORMAT},
             seeds={"model": cell.seed, "attack": cell.seed, "randomness": "keyed by the cell key, query index, step"},
             provenance={**provenance(c.device), "wall_seconds": round(wall, 3), "attack_seconds": attack_seconds,
                         "check_seconds": check_seconds,

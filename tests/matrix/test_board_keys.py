@@ -34,6 +34,8 @@ def test_every_committed_record_key_is_recomputed_by_the_current_code():
         if rec["config"].get("surrogate"):
             generator = (rec["config"]["attack_hyperparameters"], rec["config"]["surrogate"])
         extra = cell_extra(cell, config, rec["config"]["defense"], generator)
+        if generator is not None and "key_format" not in rec["config"]:  # hashed the generator's path too
+            extra["surrogate"] = generator[1]
         if "numerics" in rec["config"]:  # the numerics versions of the code that computed the record
             extra["numerics"] = rec["config"]["numerics"]
         else:  # recorded before numerics versions existed: their keys hashed none

@@ -90,3 +90,22 @@ def test_attack_args_reach_their_attack_only_and_change_its_key():
     from reidbench.matrix.runner import cell_extra
 
     assert cell_extra(after["mifgsm"], faithful, None)["attack"]["gong_faithful"] is True
+
+
+def test_a_transfer_cells_key_does_not_depend_on_where_its_generator_is_stored():
+    """The same fitted generator in two stores (two machines, two $REIDBENCH_HOME) is the same cell;
+    another generator is another cell."""
+    from reidbench.matrix.runner import cell_extra
+
+    cfg = MatrixConfig(models=("baseline",), attacks=("dmr",))
+    cell = next(c for c in plan_cells(cfg) if not c.is_clean)
+    hp = {"eps": 16 / 255, "seed": 0}
+
+    def key(path, sha="ab" * 32):
+        info = {"surrogate_preset": "baseline", "surrogate_sha256": "cd" * 32, "generator_sha256": sha,
+                "generator": path}
+        return cell_key(cell, checkpoint_sha256="ef" * 32, dataset_fingerprint="01" * 32,
+                        extra=cell_extra(cell, cfg, None, (hp, info)))
+
+    assert key("/home/a/.cache/reidbench/checkpoints/dmr/x/generator.pt") == key("/tmp/b/checkpoints/dmr/x/generator.pt")
+    assert key("/tmp/b/generator.pt") != key("/tmp/b/generator.pt", sha="12" * 32)
