@@ -16,7 +16,7 @@ import torch
 
 from .registry import parse_spec, split_specs  # noqa: F401  (the spec grammar lives in the registry)
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "model_mode", "seed_everything", "parse_fraction",
+__all__ = ["state_digest", "atomic_path", "atomic_write_text", "atomic_torch_save", "model_mode", "seed_everything", "parse_fraction",
            "parse_spec", "split_specs"]
 
 
@@ -89,3 +89,15 @@ def parse_fraction(text: str | float | int, option: str | None = None) -> float:
         raise ValueError(f"{where}cannot read {text!r} as a number or a fraction like 5/255"
                          + (f"; {option} takes a pixel budget in [0, 1] units, e.g. 5/255 or 0.0196" if option else "")
                          ) from None
+
+
+def state_digest(model: "torch.nn.Module") -> str:
+    """SHA-256 of a model's state dict (names and values, in order): its weights' identity in memory
+    (the AT adversarial set's cache key, a resumed evaluation's model)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import distributed, rng
 from ..data.transforms import select_rows, to_model_input
 from ..evaluation import evaluate_features, extract_features
-from ..utils import atomic_torch_save, model_mode
+from ..utils import atomic_torch_save, model_mode, state_digest
 from .base import AttackContext, FeatureBank
 from .io import JPEG75, jpeg_roundtrip
 
@@ -148,19 +148,19 @@ def attack_queries(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_si
         rows = torch.cat([get(b) for b in batches])
         return distributed.gather_rows(rows, world) if world.distributed else rows  # every rank's, in query order
 
-    feats, linf_t, l2_t = cat(lambda b: b["features"]), cat(lambda b: b["linf"]), cat(lambda b: b["l2"])
+    def rows(part) -> dict[str, Any]:  # one output's features and perturbation over every batch
+        linf, l2 = cat(lambda b: part(b)["linf"]), cat(lambda b: part(b)["l2"])
+        return {"features": cat(lambda b: part(b)["features"]), "linf": linf, "l2": l2,
+                "linf_max": float(linf.max()), "linf_mean": float(linf.mean()), "l2_mean": float(l2.mean())}
+
     zero = cat(lambda b: b["zero_grad"]) if batches and all(b["zero_grad"] is not None for b in batches) else None
-    out = {"features": feats, "linf": linf_t, "l2": l2_t, "seconds": seconds,
-           "linf_max": float(linf_t.max()), "linf_mean": float(linf_t.mean()), "l2_mean": float(l2_t.mean()),
-           "indices": order, "zero_grad": zero}
+    out = {**rows(lambda b: b), "seconds": seconds, "indices": order, "zero_grad": zero}
     names = list(batches[0]["components"]) if batches else []
     if names:
         out["components"] = {}
         for name in names:
-            c_linf, c_l2 = cat(lambda b: b["components"][name]["linf"]), cat(lambda b: b["components"][name]["l2"])
-            out["components"][name] = {"features": cat(lambda b: b["components"][name]["features"]),
-                                       "linf_max": float(c_linf.max()), "linf_mean": float(c_linf.mean()),
-                                       "l2_mean": float(c_l2.mean())}
+            c = rows(lambda b: b["components"][name])
+            out["components"][name] = {k: c[k] for k in ("features", "linf_max", "linf_mean", "l2_mean")}
     if keep_images:
         out["images"] = cat(lambda b: b["images"])
     return out
@@ -200,11 +200,8 @@ def _attack_batch(attack, evalset: EvalSet, model: torch.nn.Module, idx: list[in
 def _evaluation_id(attack, model: torch.nn.Module, key: str, io: str) -> str:
     """What a saved batch must match to be reused: the key, the attack (its repr holds its
     hyperparameters), the I/O, the evaluated model's test-time defense and its weights and buffers."""
-    h = hashlib.sha256(f"{key}\0{attack!r}\0{io}\0{getattr(model, 'defense', None)!r}\0".encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode() + b"\0")
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    text = f"{key}\0{attack!r}\0{io}\0{getattr(model, 'defense', None)!r}\0{state_digest(model)}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _batch_file(folder: Path, idx: list[int]) -> Path:

@@ -21,20 +21,12 @@ from ..data.transforms import to_model_input, to_uint8
 from ..protocol import Threat, attack_kwargs, make_attack
 from ..registry import DEFENSES, format_eps, parse_attack
 from ..training_protocol import FineTuneStage
-from ..utils import atomic_torch_save
+from ..utils import atomic_torch_save, state_digest
 from .base import Defense
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AT"]
-
-
-def _state_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @DEFENSES.register("at", aliases=("adversarial-training", "offline-at"),
@@ -83,7 +75,7 @@ class AT(Defense):
         from ..evaluation import extract_features
 
         size = tuple(model.input_size)
-        h = hashlib.sha256(_state_digest(model).encode())
+        h = hashlib.sha256(state_digest(model).encode())
         h.update(repr(self._attack(model)).encode())
         h.update(str(size).encode())
         h.update(pids.numpy().tobytes())
