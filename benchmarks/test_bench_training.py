@@ -175,3 +175,58 @@ def test_pd_batched_reidbench(benchmark, device):
     transform = pd.training_hooks(None, None).batch_train_transform  # what the engine runs: into its own batch
     benchmark.pedantic(transform, setup=lambda: ((x.clone(), gen), {}), rounds=40, iterations=1, warmup_rounds=1)
     benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.mean, 1)
+
+
+# issue 20: an epoch of the synthreid default model's training (the engine's loop, the cpu-imagenet
+# recipe's PK batches of 64 at 128x64) without a training-time defense (baseline) and with PD's
+# augmentation (what `reidbench train --model pd` runs); the target is PD at most 1.10x baseline. The
+# ratio is written into PD's extra_info. Images are random uint8 (PD's cost does not depend on them).
+_PLAIN_EPOCH: dict[str, float] = {}
+
+
+def _epoch(device, defense):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from reidbench.registry import parse_defense
+    from reidbench.train import get_recipe, train_model
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (256, 3, 128, 64), dtype=torch.uint8, generator=g)
+    pids = torch.arange(64).repeat_interleave(4)
+    hooks = parse_defense(defense).build().training_hooks(images, pids, 0) if defense else None
+    recipe = get_recipe("cpu-imagenet").replace(epochs=1)
+    torch.manual_seed(0)
+    model = build_architecture("efficientnet-lite0", 64).to(device)
+
+    def epoch():
+        train_model(model, images, pids, recipe, seed=0, device=device, progress=False,
+                    train_transform=hooks and hooks.train_transform,
+                    batch_train_transform=hooks and hooks.batch_train_transform)
+
+    return epoch
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="training epoch: baseline vs pd, efficientnet-lite0 128x64, 256 images")
+def test_epoch_baseline(benchmark, device):
+    epoch = _epoch(device, None)
+    epoch()
+    benchmark.pedantic(epoch, rounds=8, iterations=1, warmup_rounds=0)
+    if benchmark.stats is None:  # --benchmark-disable: a run-once check
+        return
+    _PLAIN_EPOCH[device] = benchmark.stats.stats
+    benchmark.extra_info["images_per_s"] = round(256 / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="training epoch: baseline vs pd, efficientnet-lite0 128x64, 256 images")
+def test_epoch_pd(benchmark, device):
+    epoch = _epoch(device, "pd")
+    epoch()
+    benchmark.pedantic(epoch, rounds=8, iterations=1, warmup_rounds=0)
+    if benchmark.stats is None:
+        return
+    benchmark.extra_info["images_per_s"] = round(256 / benchmark.stats.stats.mean, 1)
+    if device in _PLAIN_EPOCH:
+        plain, mine = _PLAIN_EPOCH[device], benchmark.stats.stats  # epochs vary by +-15 % here: both statistics
+        benchmark.extra_info["pd_over_baseline_mean"] = round(mine.mean / plain.mean, 3)
+        benchmark.extra_info["pd_over_baseline_min"] = round(mine.min / plain.min, 3)

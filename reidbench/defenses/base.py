@@ -130,13 +130,20 @@ class ComposedDefense(Defense):
         return super().batch_train_transform(images, generator)
 
     def training_hooks(self, images, pids, seed=0):
-        hooks = [p.training_hooks(images, pids, seed).batch_hook for p in self.parts]
-        hooks = [h for h in hooks if h is not None]
+        """The parts' hooks; where one part has a train side (PD in JAD), its own transforms, as the
+        engine would get them from that part alone (PD's writes into the engine's batch)."""
+        parts = [p.training_hooks(images, pids, seed) for p in self.parts]
+        hooks = [h.batch_hook for h in parts if h.batch_hook is not None]
         if len(hooks) > 1:
             raise ValueError(f"{self.name}: at most one part may replace the training batches")
-        side = self.has_train_side
-        return TrainingHooks(train_transform=self.train_transform if side else None,
-                             batch_train_transform=self.batch_train_transform if side else None,
+        sides = [h for p, h in zip(self.parts, parts) if p.has_train_side]
+        if len(sides) == 1:
+            train, batch = sides[0].train_transform, sides[0].batch_train_transform
+        elif sides:
+            train, batch = self.train_transform, self.batch_train_transform
+        else:
+            train = batch = None
+        return TrainingHooks(train_transform=train, batch_train_transform=batch,
                              batch_hook=hooks[0] if hooks else None)
 
     def finetune_stage(self, model, images, pids, camids=None, **kwargs):

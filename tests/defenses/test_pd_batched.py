@@ -4,7 +4,7 @@ pixels, on the batch's device and in its dtype; the engine's batches go through 
 import pytest
 import torch
 
-from reidbench.defenses.base import Defense
+from reidbench.defenses.base import ComposedDefense, Defense
 from reidbench.defenses.pd import ProactiveDefense
 from reidbench.registry import parse_defense
 
@@ -68,3 +68,15 @@ def test_the_engine_gets_the_transform_writing_into_its_own_batch():
     mine = x.clone()
     out = pd.training_hooks(None, torch.zeros(1)).batch_train_transform(mine, g_hook)
     assert torch.equal(out, ref) and out.data_ptr() == mine.data_ptr() and not torch.equal(mine, x)
+
+
+def test_jad_hands_the_engine_its_pds_transform_writing_into_the_batch():
+    """A composed defense with one train side (JAD = PD + CS) gives the engine that part's own hook:
+    PD's images, written into the engine's batch (no copy of every training batch)."""
+    jad = ComposedDefense([ProactiveDefense(**HEAVY), parse_defense("cs").build()])
+    x = batch(seed=6)
+    g_ref, g_hook = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    ref = ProactiveDefense(**HEAVY).batch_train_transform(x, g_ref)
+    mine = x.clone()
+    out = jad.training_hooks(None, torch.zeros(1)).batch_train_transform(mine, g_hook)
+    assert torch.equal(out, ref) and out.data_ptr() == mine.data_ptr()
