@@ -5,14 +5,17 @@
 #
 #   scripts/board-in-progress.sh run    # resume it: the pinned code, its trained models and its records
 #   scripts/board-in-progress.sh save   # copy what it has finished into leaderboards/synthreid-next/
+#   scripts/board-in-progress.sh publish  # once complete: records, cards, figures, tables, site into
+#                                         # leaderboards/synthreid/ (with the current code)
 #
 # leaderboards/synthreid-next/ holds the run in progress: PIN (the commit whose code computes every
 # cell, so that the board's records share one source fingerprint), records/ (finished cells),
 # partial/ (the query batches of a cell cut off mid-way) and store/ (the trained checkpoints and the
 # fitted DMR generator: training on another CPU gives other weights, and the records name their
 # checkpoint by SHA-256) and data/ (the generated synthreid files: their fingerprint is in every key,
-# and another CPU's floating point could generate other files). When the run is complete,
-# scripts/regenerate-leaderboard.sh publishes it.
+# and another CPU's floating point could generate other files), and COMPLETE once every cell of the
+# board has its record. `publish` then writes the board from those records with the current code
+# (its tables, site, cards and figures read records; they compute no cell).
 #
 # Leave REIDBENCH_HOME unset: the transfer (DMR) cells' keys hold the generator's path in the store
 # (a defect of the pinned code), so every sitting must use the same store path.
@@ -44,6 +47,7 @@ run)
   # README's first command (its cells are the board's), then the whole board
   python3 -m reidbench.cli matrix --models baseline,jad --attacks all --results "$RESULTS"
   python3 -m reidbench.cli matrix --models baseline,pd,jad,at-lta,goat,goat-ft --attacks all --results "$RESULTS"
+  echo "$PIN" > "$RESULTS/COMPLETE"
   echo "== $(date -u +%FT%TZ) board complete"
   ;;
 save)
@@ -68,10 +72,42 @@ save)
   for d in "$REIDBENCH_HOME"/data/synthreid-default-*; do
     [ -d "$d" ] && [ ! -d "$NEXT/data/$(basename "$d")" ] && mkdir -p "$NEXT/data" && cp -r "$d" "$NEXT/data/"
   done
+  [ -f "$RESULTS/COMPLETE" ] && cp "$RESULTS/COMPLETE" "$NEXT/COMPLETE"
   echo "saved $(ls "$NEXT/records" | wc -l) records, $(find "$NEXT/partial" -name '*.pt' 2>/dev/null | wc -l) partial batches and $(find "$NEXT/store" -name model.pt | wc -l) checkpoints into $NEXT"
   ;;
+publish)
+  [ "$(cat "$NEXT/COMPLETE" 2>/dev/null)" = "$PIN" ] ||
+    { echo "the board run is not complete ($NEXT/COMPLETE is written by 'run' then 'save'): resume it with '$0 run'" >&2; exit 1; }
+  OUT="$ROOT/leaderboards/synthreid"
+  cd "$ROOT"
+  python3 -c 'import reidbench, sys; sys.exit(0 if reidbench.__file__.startswith(sys.argv[1]) else
+              f"reidbench is imported from {reidbench.__file__}, not this checkout {sys.argv[1]}: pip install -e .")' "$ROOT"
+  [ -d "$NEXT/store" ] && mkdir -p "$STORE" && cp -rn "$NEXT/store/." "$STORE/"
+  rm -rf "$OUT/records" "$OUT/cards"
+  cp -r "$NEXT/records" "$OUT/records"
+  # a card per row, from the checkpoint whose SHA-256 the row's records name
+  python3 - "$STORE" "$OUT" <<'PY' | while IFS=$'\t' read -r model defense ckpt; do
+import sys
+from pathlib import Path
+from reidbench.matrix.records import iter_records
+from reidbench.models import sha256_file
+store, results = sys.argv[1:]
+by_sha = {sha256_file(p): p for p in Path(store).glob("*/model.pt")}
+rows = {(r["cell"]["model"], r["cell"]["defense"], r["config"]["model"]["sha256"]) for r in iter_records(results)}
+for preset, defense, sha in sorted(rows):
+    if sha not in by_sha:
+        sys.exit(f"no checkpoint under {store} has the SHA-256 {sha[:12]} that {preset}'s records name")
+    print(preset, defense, by_sha[sha], sep="\t")
+PY
+    reidbench card --checkpoint "$ckpt" --results "$OUT" --model "$model" --defense "$defense" \
+      --by "reidbench maintainers (scripts/board-in-progress.sh, 2-core CPU)"
+  done
+  scripts/board-figures.sh
+  SKIP_MATRIX=1 scripts/regenerate-leaderboard.sh
+  echo "published into $OUT: check leaderboards/README.md, then 'git rm -r leaderboards/synthreid-next'"
+  ;;
 *)
-  echo "usage: $0 run|save" >&2
+  echo "usage: $0 run|save|publish" >&2
   exit 2
   ;;
 esac

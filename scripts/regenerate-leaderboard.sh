@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=leaderboards/synthreid
-reidbench matrix --models baseline,pd,jad,at-lta,goat,goat-ft --attacks all --results "$OUT" "$@"
+# SKIP_MATRIX=1: the records are there (computed elsewhere: scripts/board-in-progress.sh publish)
+[ -n "${SKIP_MATRIX:-}" ] || reidbench matrix --models baseline,pd,jad,at-lta,goat,goat-ft --attacks all --results "$OUT" "$@"
 for fmt in md csv html; do
   reidbench leaderboard --results "$OUT" --format "$fmt" --title "reidbench leaderboard: synthreid" --out "$OUT/board.$fmt"
 done

@@ -299,7 +299,8 @@ def _jsonable(obj: Any) -> Any:
 def write_site(results: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike,
                title: str | None = None) -> Path:
     """Write the static site of the board of ``results`` (one results folder, or several merged)
-    into the folder ``out`` (created; pages written atomically). Returns ``out``."""
+    into the folder ``out`` (created; pages written atomically; row pages and figures of an earlier
+    site there that this board no longer has are removed). Returns ``out``."""
     dirs = [results] if isinstance(results, (str, os.PathLike)) else list(results)
     records = load_board_records(dirs)
     if not records:
@@ -345,4 +346,10 @@ def write_site(results: str | os.PathLike | Sequence[str | os.PathLike], out: st
               "rows": rows_json, "figures": figs,
               "rerank_notes": _footnotes(notes_rr) if notes_rr is not None else None}
     atomic_write_text(out / "board.json", json.dumps(_jsonable(export), indent=1, sort_keys=True, default=str) + "\n")
+    # a site written over an earlier one: the pages of rows and the figures this board no longer has go
+    pages = {Path(e["page"]).name for e in rows_json}
+    for folder, keep in (("rows", pages), ("figures", set(figs))):
+        for p in (out / folder).glob("*") if (out / folder).is_dir() else ():
+            if p.is_file() and p.name not in keep:
+                p.unlink()
     return out

@@ -64,6 +64,21 @@ def test_the_site_holds_every_page_and_exports_what_it_shows(board):
     assert "ranks-jad.png" not in (site / row_page("synthreid", "baseline", "none")).read_text()
 
 
+def test_a_site_written_over_an_earlier_one_keeps_no_page_of_a_row_it_lost(board, tmp_path):
+    results, site = board
+    pages = sorted(p.name for p in (site / "rows").iterdir())
+    assert len(pages) == 3
+    for p in (results / "records").glob("*.json"):  # the market1501 row leaves the board
+        if json.loads(p.read_text())["cell"]["dataset"] == "market1501":
+            p.unlink()
+    (results / "ranks-jad.png").unlink()
+    write_site(results, site, title="test board")
+    left = sorted(p.name for p in (site / "rows").iterdir())
+    assert len(left) == 2 and set(left) < set(pages) and not (site / "figures" / "ranks-jad.png").exists()
+    data = json.loads((site / "board.json").read_text())
+    assert sorted(Path(r["page"]).name for r in data["rows"]) == left
+
+
 def test_the_cli_writes_the_site_and_needs_a_folder(board, tmp_path, capsys):
     results, _ = board
     assert main(["leaderboard", "--results", str(results), "--format", "site", "--out", str(tmp_path / "s2")]) == 0
