@@ -29,22 +29,17 @@ from reidbench.registry import parse_attack
 OTHERS = ("sma", "lta", "mifgsm", "fna", "odfa")  # the library's gradient attacks besides auto
 
 
-def _attack(text: str) -> str:
-    """The registered name of a record's attack text (aliases and arguments resolved by the registry)."""
-    return parse_attack(text).name
-
-
 def row_targets(records: list) -> list[dict]:
     df = records_frame(records)
     df = df[df["threat"].isin([WHITE_BOX, ADAPTIVE])].copy()  # not clean, oblivious or transfer cells
-    df["name"] = [_attack(a) for a in df["attack"]]
+    df["name"] = [parse_attack(a).name for a in df["attack"]]  # aliases and arguments resolved by the registry
+    auto_name, sma_name = parse_attack("auto").name, parse_attack("sma").name
+    other_names = [parse_attack(n).name for n in OTHERS]
     seconds = {r.key: r.provenance.get("attack_seconds") for r in records}
     checks = {r.key: r.checks for r in records}
     out = []
     for (dataset, model, defense), g in df.groupby(["dataset", "model", "defense"], sort=False):
-        attacked = g
-        auto = attacked[attacked["name"] == parse_attack("auto").name]
-        others = attacked[attacked["name"].isin([parse_attack(n).name for n in OTHERS])]
+        auto, others = g[g["name"] == auto_name], g[g["name"].isin(other_names)]
         if auto.empty:
             continue
         for threat, a in auto.groupby("threat"):
@@ -60,12 +55,12 @@ def row_targets(records: list) -> list[dict]:
                 each = [worst_case(o[o["name"] == n]) for n in sorted(set(o["name"]))]
                 row["below_each"] = bool(all(a_r1 <= r1 and a_map <= m for r1, m in each))
             unconv = (checks[a["key"].iloc[0]] or {}).get("unconverged")
-            if unconv:
+            if unconv:  # the target's "within 1 point" either way (the check itself fires on a drop only)
                 gap = max(abs(unconv["R1"] - unconv["R1_check"]), abs(unconv["mAP"] - unconv["mAP_check"]))
                 row["check_4x"] = {k: unconv[k] for k in ("queries", "steps", "steps_check", "R1", "R1_check",
                                                           "mAP", "mAP_check")}
                 row["converged"] = bool(gap <= 1.0)
-            sma = o[o["name"] == parse_attack("sma").name]
+            sma = o[o["name"] == sma_name]
             s_auto = seconds[a["key"].iloc[0]]
             s_sma = seconds[sma["key"].iloc[0]] if len(sma) else None
             if s_auto and s_sma:

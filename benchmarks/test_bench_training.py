@@ -181,7 +181,7 @@ def test_pd_batched_reidbench(benchmark, device):
 # recipe's PK batches of 64 at 128x64) without a training-time defense (baseline) and with PD's
 # augmentation (what `reidbench train --model pd` runs); the target is PD at most 1.10x baseline. The
 # ratio is written into PD's extra_info. Images are random uint8 (PD's cost does not depend on them).
-_PLAIN_EPOCH: dict[str, float] = {}
+_PLAIN_EPOCH: dict = {}  # device -> the baseline epoch's statistics
 
 
 def _epoch(device, defense):
@@ -208,25 +208,16 @@ def _epoch(device, defense):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.benchmark(group="training epoch: baseline vs pd, efficientnet-lite0 128x64, 256 images")
 def test_epoch_baseline(benchmark, device):
-    epoch = _epoch(device, None)
-    epoch()
-    benchmark.pedantic(epoch, rounds=8, iterations=1, warmup_rounds=0)
-    if benchmark.stats is None:  # --benchmark-disable: a run-once check
-        return
-    _PLAIN_EPOCH[device] = benchmark.stats.stats
-    benchmark.extra_info["images_per_s"] = round(256 / benchmark.stats.stats.mean, 1)
+    measure(benchmark, _epoch(device, None), 256, 8, 0)
+    if benchmark.stats is not None:
+        _PLAIN_EPOCH[device] = benchmark.stats.stats
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.benchmark(group="training epoch: baseline vs pd, efficientnet-lite0 128x64, 256 images")
 def test_epoch_pd(benchmark, device):
-    epoch = _epoch(device, "pd")
-    epoch()
-    benchmark.pedantic(epoch, rounds=8, iterations=1, warmup_rounds=0)
-    if benchmark.stats is None:
-        return
-    benchmark.extra_info["images_per_s"] = round(256 / benchmark.stats.stats.mean, 1)
-    if device in _PLAIN_EPOCH:
+    measure(benchmark, _epoch(device, "pd"), 256, 8, 0)
+    if benchmark.stats is not None and device in _PLAIN_EPOCH:
         plain, mine = _PLAIN_EPOCH[device], benchmark.stats.stats  # epochs vary by +-15 % here: both statistics
         benchmark.extra_info["pd_over_baseline_mean"] = round(mine.mean / plain.mean, 3)
         benchmark.extra_info["pd_over_baseline_min"] = round(mine.min / plain.min, 3)

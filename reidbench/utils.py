@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -16,8 +17,8 @@ import torch
 
 from .registry import parse_spec, split_specs  # noqa: F401  (the spec grammar lives in the registry)
 
-__all__ = ["state_digest", "atomic_path", "atomic_write_text", "atomic_torch_save", "model_mode", "seed_everything", "parse_fraction",
-           "parse_spec", "split_specs"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "model_mode", "seed_everything", "parse_fraction",
+           "state_digest", "parse_spec", "split_specs"]
 
 
 @contextmanager
@@ -93,11 +94,10 @@ def parse_fraction(text: str | float | int, option: str | None = None) -> float:
 
 def state_digest(model: "torch.nn.Module") -> str:
     """SHA-256 of a model's state dict (names and values, in order): its weights' identity in memory
-    (the AT adversarial set's cache key, a resumed evaluation's model)."""
-    import hashlib
-
+    (the AT adversarial set's cache key, a resumed evaluation's model). Values are hashed as their raw
+    bytes, so dtypes NumPy lacks (bfloat16) are hashed too."""
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

@@ -7,20 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=leaderboards/synthreid
 STORE="${REIDBENCH_CHECKPOINTS:-${REIDBENCH_HOME:-$HOME/.cache/reidbench}/checkpoints}"
-ckpt() {  # the store's checkpoint of preset $1 whose SHA-256 the board's records name
-  python3 - "$STORE" "$OUT" "$1" <<'PY'
-import json, sys
-from pathlib import Path
-from reidbench.matrix.records import iter_records
-from reidbench.models import sha256_file
-store, results, preset = sys.argv[1:]
-wanted = {r["config"]["model"]["sha256"] for r in iter_records(results) if r["config"]["model"]["preset"] == preset}
-for path in sorted(Path(store).glob("*-synthreid-default-s0-*/model.pt")):  # jad's are pd's weights
-    if sha256_file(path) in wanted:
-        print(path)
-        sys.exit(0)
-sys.exit(f"no checkpoint of {preset!r} under {store} matches the board's records: run scripts/regenerate-leaderboard.sh here first")
-PY
+ckpt() {  # the store's checkpoint of model $1 whose SHA-256 the board's records name
+  python3 "$(dirname "$0")/board_checkpoints.py" "$STORE" "$OUT" "$1"
 }
 time reidbench viz heatmap --results "$OUT" --out "$OUT/heatmap.png" --title "synthreid: robust mAP, eps 5/255 (DMR 16/255)"
 base=$(ckpt baseline)

@@ -86,19 +86,7 @@ publish)
   rm -rf "$OUT/records" "$OUT/cards"
   cp -r "$NEXT/records" "$OUT/records"
   # a card per row, from the checkpoint whose SHA-256 the row's records name
-  python3 - "$STORE" "$OUT" <<'PY' | while IFS=$'\t' read -r model defense ckpt; do
-import sys
-from pathlib import Path
-from reidbench.matrix.records import iter_records
-from reidbench.models import sha256_file
-store, results = sys.argv[1:]
-by_sha = {sha256_file(p): p for p in Path(store).glob("*/model.pt")}
-rows = {(r["cell"]["model"], r["cell"]["defense"], r["config"]["model"]["sha256"]) for r in iter_records(results)}
-for preset, defense, sha in sorted(rows):
-    if sha not in by_sha:
-        sys.exit(f"no checkpoint under {store} has the SHA-256 {sha[:12]} that {preset}'s records name")
-    print(preset, defense, by_sha[sha], sep="\t")
-PY
+  python3 scripts/board_checkpoints.py "$STORE" "$OUT" | while IFS=$'\t' read -r model defense ckpt; do
     reidbench card --checkpoint "$ckpt" --results "$OUT" --model "$model" --defense "$defense" \
       --by "reidbench maintainers (scripts/board-in-progress.sh, 2-core CPU)"
   done

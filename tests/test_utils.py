@@ -1,6 +1,7 @@
 """Spec strings (``cs(sizes=P1)``) and the defenses built from them."""
 
 import pytest
+import torch
 
 from reidbench.defenses import CircuitousScaling, ComposedDefense, build_defense
 from reidbench.utils import parse_spec, split_specs
@@ -51,3 +52,15 @@ def test_torch_saves_are_byte_reproducible(tmp_path):
     assert digest[0] == digest[1]
     back = torch.load(tmp_path / "b" / "other.pt", weights_only=True)
     assert torch.equal(back["w"], state["w"]) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_state_digest_names_the_weights_in_any_dtype():
+    from reidbench.utils import state_digest
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    assert state_digest(a) != state_digest(b)
+    b.load_state_dict(a.state_dict())
+    assert state_digest(a) == state_digest(b)
+    half = state_digest(b.to(torch.bfloat16))  # NumPy has no bfloat16: hashed as raw bytes
+    assert half != state_digest(a)

@@ -349,7 +349,7 @@ def write_site(results: str | os.PathLike | Sequence[str | os.PathLike], out: st
     # a site written over an earlier one: the pages of rows and the figures this board no longer has go
     pages = {Path(e["page"]).name for e in rows_json}
     for folder, keep in (("rows", pages), ("figures", set(figs))):
-        for p in (out / folder).glob("*") if (out / folder).is_dir() else ():
+        for p in (out / folder).glob("*"):  # nothing where the folder is absent
             if p.is_file() and p.name not in keep:
                 p.unlink()
     return out
