@@ -3,7 +3,10 @@
 * ``auto``'s per-query worst case over its components against the per-query worst case over every
   other gradient attack of the row under the same threat (white-box on a model without test-time
   defense, adaptive through one; SMA, LTA, M-IFGSM, FNA, ODFA) -- ``auto`` holds when it is at or
-  below it in R1 and in mAP -- and against each of those attacks alone;
+  below it in R1 and in mAP -- and against each of those attacks alone; where it does not hold, the
+  excess is given with whether it lies inside the records' precision (each query's AP is kept to 4
+  decimals, so a mean over queries is exact to 0.005 points of mAP: a smaller excess is a tie the
+  records cannot resolve, reported as such and not counted as holding);
 * the cell's own ``unconverged`` self-check: ``auto`` on its fixed subset of queries against ``auto``
   with 4x the iterations on the same subset -- converged when within 1 point;
 * the attack seconds of the ``auto`` cell over those of the SMA cell (15 steps, same queries, same
@@ -24,9 +27,11 @@ import sys
 
 from reidbench.leaderboard.tables import ADAPTIVE, WHITE_BOX, records_frame, worst_case
 from reidbench.matrix import iter_records
+from reidbench.matrix.runner import PER_QUERY_AP_DIGITS
 from reidbench.registry import parse_attack
 
 OTHERS = ("sma", "lta", "mifgsm", "fna", "odfa")  # the library's gradient attacks besides auto
+MAP_RESOLUTION = 100 * 0.5 * 10.0 ** -PER_QUERY_AP_DIGITS  # points of mAP: the rounding of the records' per-query APs
 
 
 def row_targets(records: list) -> list[dict]:
@@ -52,6 +57,11 @@ def row_targets(records: list) -> list[dict]:
                 o_r1, o_map = worst_case(o)
                 row["others_worst"] = [round(o_r1, 3), round(o_map, 3)]
                 row["holds"] = bool(a_r1 <= o_r1 and a_map <= o_map)
+                if not row["holds"]:
+                    excess = [round(max(0.0, a_r1 - o_r1), 3), round(max(0.0, a_map - o_map), 3)]
+                    # R1 counts whole queries (no rounding): only an mAP excess can be a tie
+                    row["excess"] = {"R1": excess[0], "mAP": excess[1],
+                                     "within_precision": bool(excess[0] == 0 and a_map - o_map <= MAP_RESOLUTION)}
                 each = [worst_case(o[o["name"] == n]) for n in sorted(set(o["name"]))]
                 row["below_each"] = bool(all(a_r1 <= r1 and a_map <= m for r1, m in each))
             unconv = (checks[a["key"].iloc[0]] or {}).get("unconverged")
@@ -69,6 +79,11 @@ def row_targets(records: list) -> list[dict]:
     return out
 
 
+def _excess(e: dict) -> str:
+    by = ", ".join(f"{e[k]:.3f} {k}" for k in ("R1", "mAP") if e[k] > 0)
+    return f" by {by}" + (f", a tie inside the records' {MAP_RESOLUTION:.3f}-point precision" if e["within_precision"] else "")
+
+
 def render(rows: list[dict]) -> str:
     lines = ["| row | threat | auto worst R1 / mAP | others' worst R1 / mAP | holds (each alone) | 4x check (subset) mAP | "
              "converged | auto / SMA seconds |", "|---|---|---|---|---|---|---|---|"]
@@ -80,6 +95,7 @@ def render(rows: list[dict]) -> str:
             f"| {r['model']} / {r['defense']} | {r['threat']} | {r['auto'][0]:.2f} / {r['auto'][1]:.3f} | "
             + (f"{ow[0]:.2f} / {ow[1]:.3f} ({len(r['others'])} attacks)" if ow else "-") + " | "
             + {True: "yes", False: "**no**", None: "-"}[r["holds"]]
+            + (_excess(r["excess"]) if r.get("excess") else "")
             + (f" ({'yes' if r['below_each'] else '**no**'})" if ow else "") + " | "
             + (f"{c['mAP']:.2f} -> {c['mAP_check']:.2f} ({c['steps']} -> {c['steps_check']} its, {c['queries']} q)"
                if c else "-") + " | "
