@@ -33,7 +33,7 @@ def test_pil_backend_equals_chained_pil_resizes():
     assert np.array_equal(np.asarray(circuitous_scaling(Image.fromarray(u8), "P1P2P1", (256, 128))), ref)
     t = torch.from_numpy(u8).permute(2, 0, 1)[None].float() / 255
     out = circuitous_scaling(t, sizes, (256, 128))
-    assert torch.equal(torch.round(out[0] * 255).to(torch.uint8).permute(1, 2, 0), torch.from_numpy(ref))
+    assert torch.equal(torch.round(out[0] * 255).to(torch.uint8).permute(1, 2, 0), torch.tensor(ref))  # a copy: ref is a read-only view of a PIL image
 
 
 def test_torch_backend_is_close_to_pil_and_differentiable():
