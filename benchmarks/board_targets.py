@@ -57,11 +57,9 @@ def row_targets(records: list) -> list[dict]:
                 o_r1, o_map = worst_case(o)
                 row["others_worst"] = [round(o_r1, 3), round(o_map, 3)]
                 row["holds"] = bool(a_r1 <= o_r1 and a_map <= o_map)
-                if not row["holds"]:
-                    excess = [round(max(0.0, a_r1 - o_r1), 3), round(max(0.0, a_map - o_map), 3)]
-                    # R1 counts whole queries (no rounding): only an mAP excess can be a tie
-                    row["excess"] = {"R1": excess[0], "mAP": excess[1],
-                                     "within_precision": bool(excess[0] == 0 and a_map - o_map <= MAP_RESOLUTION)}
+                if not row["holds"]:  # R1 counts whole queries (no rounding): only an mAP excess can be a tie
+                    row["excess"] = {"R1": round(max(0.0, a_r1 - o_r1), 3), "mAP": round(max(0.0, a_map - o_map), 3),
+                                     "within_precision": bool(a_r1 <= o_r1 and a_map - o_map <= MAP_RESOLUTION)}
                 each = [worst_case(o[o["name"] == n]) for n in sorted(set(o["name"]))]
                 row["below_each"] = bool(all(a_r1 <= r1 and a_map <= m for r1, m in each))
             unconv = (checks[a["key"].iloc[0]] or {}).get("unconverged")

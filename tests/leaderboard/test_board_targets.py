@@ -57,9 +57,9 @@ def test_auto_weaker_than_the_others_together_but_not_alone_is_said(tmp_path):
 def test_an_excess_below_the_records_rounding_is_a_tie_not_a_pass(tmp_path):
     # 0.00004 of AP on one query of 8: 0.0005 points of mAP, below the 0.005 points per-query APs rounded
     # to 4 decimals can resolve -- reported as such, and still not counted as holding
-    rows = _board(tmp_path, [0] * 8, [0.1, 0.20004, 0.1, 0, 0, 0, 0.1, 0])
+    rows = _board(tmp_path / "tie", [0] * 8, [0.1, 0.20004, 0.1, 0, 0, 0, 0.1, 0])
     (row,) = rows
     assert not row["holds"] and row["excess"]["within_precision"]
     assert "tie inside the records'" in _targets().render(rows)
-    rows = _board(tmp_path, [0] * 8, [0.1, 0.2008, 0.1, 0, 0, 0, 0.1, 0])  # 0.01 points: resolved
+    rows = _board(tmp_path / "resolved", [0] * 8, [0.1, 0.2008, 0.1, 0, 0, 0, 0.1, 0])  # 0.01 points
     assert not rows[0]["excess"]["within_precision"]
