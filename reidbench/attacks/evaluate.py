@@ -27,7 +27,7 @@ from .io import JPEG75, jpeg_roundtrip
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalSet", "prepare_evalset", "attack_queries", "evaluate_attacked", "evaluate_attack"]
+__all__ = ["EvalSet", "prepare_evalset", "attack_queries", "evaluate_attacked", "evaluate_attack", "ReplayQueries"]
 
 
 @dataclass
@@ -278,6 +278,61 @@ def evaluate_attack(attack, evalset: EvalSet, model: torch.nn.Module, *, batch_s
     if keep_images:
         out["images"] = res["images"]
     return out
+
+
+class ReplayQueries:
+    """Saved adversarial queries (:func:`~reidbench.attacks.io.load_adversarial`) played back as an
+    attack, so that anyone re-scores a submission's queries through the very evaluation that scored
+    the attack (:func:`evaluate_attack`: same batches, same keyed draws of a randomised defense, same
+    perturbation statistics) without running the attack again.
+
+    Each batch gets the saved rows of the queries it holds: the indices of the current
+    :mod:`reidbench.rng` scope, which :func:`attack_queries` opens per batch. ``eps``: the budget the
+    queries claim; a row farther than ``eps + tolerance`` (L-inf) from its clean query is an error
+    naming the query (``tolerance``: float rounding, or half a grey level for images that were not
+    on the 8-bit grid before they were saved)."""
+
+    name = "replay"
+
+    def __init__(self, images: torch.Tensor, evalset: EvalSet, input_size, *, names=None, eps: float | None = None,
+                 tolerance: float = 1e-6) -> None:
+        n, size = len(evalset.q_pids), tuple(int(v) for v in input_size)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"saved queries must be (N, 3, H, W) images; got shape {tuple(images.shape)}")
+        if len(images) != n:
+            raise ValueError(f"{len(images)} saved queries for {n} queries in the dataset: a replay re-scores every "
+                             f"query, in the dataset's order (`reidbench attack --save` writes them so)")
+        if tuple(images.shape[-2:]) != size:
+            raise ValueError(f"saved queries are {tuple(images.shape[-2:])} (H, W), the model takes {size}: they "
+                             f"were made for a model of another input size")
+        if names and evalset.query_names:
+            stem = [Path(str(v)).stem for v in names]
+            want = [Path(v).stem for v in evalset.query_names]
+            bad = next((i for i, (a, b) in enumerate(zip(stem, want)) if a != b), None)
+            if bad is not None:
+                raise ValueError(f"saved query {bad} is {names[bad]!r} where the dataset's query {bad} is "
+                                 f"{evalset.query_names[bad]!r}: the file holds another query set or order")
+        self.images, self.eps, self.tolerance = images, eps, tolerance
+
+    def __call__(self, x: torch.Tensor, pids=None, camids=None, context=None) -> torch.Tensor:
+        scope = rng.current()
+        if scope is None or scope.indices is None or len(scope.indices) != len(x):
+            raise RuntimeError("ReplayQueries plays saved queries back inside attack_queries / evaluate_attack, "
+                               "which say which queries each batch holds")
+        rows = self.images[list(scope.indices)].to(x.device, x.dtype)
+        if self.eps is not None:
+            linf = (rows - x).flatten(1).abs().amax(1)
+            over = (linf > self.eps + self.tolerance).nonzero().flatten().tolist()
+            if over:
+                i = over[0]
+                raise ValueError(f"saved query {scope.indices[i]} is {float(linf[i]) * 255:.2f}/255 (L-inf) from its "
+                                 f"clean image, over the claimed budget {self.eps * 255:.2f}/255 "
+                                 f"({len(over)} of this batch's {len(x)} queries are over)")
+        return rows
+
+    def __repr__(self) -> str:
+        eps = "" if self.eps is None else f", eps={self.eps * 255:.2f}/255"
+        return f"ReplayQueries({len(self.images)} queries{eps})"
 
 
 def evaluate_gallery_attack(attack, dataset, model: torch.nn.Module, evalset: EvalSet, *, batch_size: int = 64,

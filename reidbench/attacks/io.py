@@ -60,11 +60,12 @@ def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str 
 
 
 def load_adversarial(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, Any]]:
-    """(float images in [0, 1], metadata) from :func:`save_adversarial` output."""
+    """(float images in [0, 1], metadata) from :func:`save_adversarial` output; the metadata's
+    ``names`` (a ``.pt`` file) or ``files`` (a folder) name the queries in their saved order."""
     path = Path(path)
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        return blob["images"].float() / 255, json.loads(blob["meta"])
+        return blob["images"].float() / 255, {**json.loads(blob["meta"]), "names": list(blob.get("names") or [])}
     meta = json.loads((path / "meta.json").read_text())
     imgs = [torch.from_numpy(np.asarray(Image.open(path / f).convert("RGB")).copy()).permute(2, 0, 1)
             for f in meta["files"]]

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--side", default="query", choices=["query", "gallery"],
                    help="perturb the queries (the seed's protocol) or the gallery images of each query "
                         "identity with the queries as guides (Bai et al.; M-IFGSM family)")
-    p.add_argument("--save", default=None, help="save the adversarial queries: FILE.pt or a folder")
+    p.add_argument("--save", default=None, help="save the adversarial queries: FILE.pt or a folder (re-score them "
+                                                "with `reidbench eval --adversarial FILE`)")
     p.add_argument("--save-format", default=None, choices=["pt", "png", "jpeg75"])
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="keep every attacked query batch in DIR; run the same command again after a kill and "
@@ -98,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate_attack(attack, evalset, eval_model, batch_size=args.batch_size, device=device, io=io,
                               rerank=args.rerank, progress=not args.quiet, keep_images=bool(args.save),
                               context=prepared.context, resume=resume_folder(args, card, ds, defense, prepared, io))
-    meta = {"attack": repr(attack), "checkpoint": str(args.checkpoint), "dataset": ds.name, "io": io}
+    meta = {"attack": repr(attack), "checkpoint": str(args.checkpoint), "checkpoint_sha256": card.get("sha256"),
+            "dataset": ds.name, "io": io, "eps": getattr(attack, "eps", None), "input_size": list(model.input_size)}
     if surrogate is not None:
         meta["surrogate"] = str(surrogate)
     if args.save and distributed.current().is_main:  # torchrun: rank 0 writes

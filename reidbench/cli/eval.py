@@ -1,4 +1,6 @@
-"""``reidbench eval``: a checkpoint's clean metrics, behind its test-time defense, optionally re-ranked."""
+"""``reidbench eval``: a checkpoint's clean metrics, behind its test-time defense, optionally re-ranked;
+with ``--adversarial``, the metrics of saved adversarial queries (``reidbench attack --save``) re-scored
+on it -- a submission's queries verified without running its attack again."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import argparse
 import logging
 
 from . import options
-from .report import Report, rounded
+from .options import CLIError
+from .report import Report, attack_report, rounded
 
 log = logging.getLogger("reidbench")
 
@@ -19,6 +22,13 @@ def add_parser(sub) -> None:
     options.add_batch_size(p, 128)
     options.add_device(p)
     options.add_defense(p)
+    p.add_argument("--adversarial", "--adv-file", default=None, metavar="FILE",
+                   help="re-score saved adversarial queries (FILE.pt or a folder from `reidbench attack --save`) "
+                        "on this checkpoint, the gallery clean: every query of the dataset, at the model's input "
+                        "size; their realised L-inf is checked against --eps")
+    p.add_argument("--eps", default=None,
+                   help="with --adversarial: the budget the queries claim, e.g. 5/255 (default: the one their file "
+                        "records); a query farther from its clean image is an error")
     options.add_json(p)
     p.set_defaults(func=run, torchrun=True)  # torchrun -m reidbench eval: data-parallel
 
@@ -32,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if trained_on.get("name") == ds.name and trained_on.get("fingerprint") not in (None, ds.fingerprint()):
         log.warning("the %s files differ from the ones the model was trained with (fingerprint mismatch)", ds.name)
     defense = options.defense_spec(args, card).build()
+    if args.adversarial:
+        return replay(args, device, model, card, ds, defense)
+    if args.eps is not None:
+        raise CLIError("--eps is the budget saved queries claim: it goes with --adversarial FILE")
     if defense is not None:
         model = DefendedModel(model, defense)
     m = evaluate_model(model, ds, rerank=args.rerank, batch_size=args.batch_size, device=device,
@@ -44,5 +58,54 @@ def run(args: argparse.Namespace) -> int:
     rep.data = {**rounded(m, args.rerank), "dataset": ds.name, "checkpoint": str(args.checkpoint),
                 "trained_on": trained_on.get("name"), "ap": args.ap,
                 "defense": defense.name if defense is not None else None}
+    rep.print(args.json)
+    return 0
+
+
+def replay(args: argparse.Namespace, device, model, card: dict, ds, defense) -> int:
+    """``--adversarial FILE``: the saved queries re-scored through the attack's own evaluation
+    (:class:`~reidbench.attacks.evaluate.ReplayQueries`), clean gallery, the realised budget checked."""
+    from ..attacks import load_adversarial
+    from ..attacks.evaluate import ReplayQueries, evaluate_attack, prepare_evalset
+    from ..models.defended import DefendedModel
+    from ..utils import parse_fraction
+
+    if args.ap != "torchreid":
+        raise CLIError("--adversarial scores with the attack's evaluation (AP: torchreid); drop --ap")
+    try:
+        images, meta = load_adversarial(args.adversarial)
+    except FileNotFoundError:
+        raise CLIError(f"--adversarial {args.adversarial}: no such file or folder; give the FILE.pt or folder that "
+                       "`reidbench attack --save` wrote") from None
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise CLIError(f"--adversarial {args.adversarial}: not saved adversarial queries ({e}); give the FILE.pt or "
+                       "folder that `reidbench attack --save` wrote") from None
+    made_on = meta.get("fingerprint")
+    if made_on is not None and made_on != ds.fingerprint():
+        raise CLIError(f"--adversarial {args.adversarial} was made on other {meta.get('dataset', 'dataset')} files "
+                       f"(fingerprint {str(made_on)[:12]}, these are {ds.fingerprint()[:12]}): re-score it on the "
+                       "files it was attacked on")
+    eps = parse_fraction(args.eps, option="--eps") if args.eps is not None else meta.get("eps")
+    # images not on the 8-bit grid before saving (an in-memory evaluation) were rounded by half a grey level
+    tolerance = 0.5 / 255 + 1e-6 if meta.get("io") == "memory" else 1e-6
+    evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense, adaptive=True)
+    try:
+        queries = ReplayQueries(images, evalset, model.input_size, names=meta.get("names") or meta.get("files"),
+                                eps=eps, tolerance=tolerance)
+        eval_model = DefendedModel(model, defense) if defense is not None else model
+        res = evaluate_attack(queries, evalset, eval_model, batch_size=args.batch_size, device=device,
+                              rerank=args.rerank, progress=not args.quiet)
+    except ValueError as e:
+        raise CLIError(f"--adversarial {args.adversarial}: {e}") from None
+    made_with = meta.get("checkpoint_sha256")
+    transfer = made_with is not None and made_with != card.get("sha256")
+    header = (f"{args.adversarial} ({meta.get('attack', 'attack unknown')}) re-scored on {options.model_title(card)} "
+              f"/ {ds.name}{' (made on another checkpoint: transfer)' if transfer else ''}; test-time defense: "
+              f"{defense!r}")
+    rep = attack_report(res, queries, args.rerank, header, dataset=ds.name, checkpoint=str(args.checkpoint),
+                        adversarial=str(args.adversarial), made_with=meta.get("attack"), eps=eps, transfer=transfer,
+                        defense=defense.name if defense is not None else None, queries=len(evalset.q_pids))
+    rep.notes.append("budget: " + ("no claim recorded or given (--eps): the realised L-inf is reported, not checked"
+                                   if eps is None else f"every query within the claimed {eps * 255:.2f}/255"))
     rep.print(args.json)
     return 0
