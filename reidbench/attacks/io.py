@@ -61,7 +61,7 @@ def save_adversarial(images: torch.Tensor, path: str | os.PathLike, *, fmt: str 
 
 def load_adversarial(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, Any]]:
     """(float images in [0, 1], metadata) from :func:`save_adversarial` output; the metadata's
-    ``names`` (a ``.pt`` file) or ``files`` (a folder) name the queries in their saved order."""
+    ``names`` name the queries in their saved order (a folder's: its files)."""
     path = Path(path)
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,4 +69,4 @@ def load_adversarial(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, A
     meta = json.loads((path / "meta.json").read_text())
     imgs = [torch.from_numpy(np.asarray(Image.open(path / f).convert("RGB")).copy()).permute(2, 0, 1)
             for f in meta["files"]]
-    return torch.stack(imgs).float() / 255, meta
+    return torch.stack(imgs).float() / 255, {**meta, "names": list(meta["files"])}

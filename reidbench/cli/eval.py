@@ -90,13 +90,19 @@ def replay(args: argparse.Namespace, device, model, card: dict, ds, defense) -> 
     tolerance = 0.5 / 255 + 1e-6 if meta.get("io") == "memory" else 1e-6
     evalset = prepare_evalset(model, ds, device, args.batch_size, not args.quiet, defense=defense, adaptive=True)
     try:
-        queries = ReplayQueries(images, evalset, model.input_size, names=meta.get("names") or meta.get("files"),
-                                eps=eps, tolerance=tolerance)
-        eval_model = DefendedModel(model, defense) if defense is not None else model
-        res = evaluate_attack(queries, evalset, eval_model, batch_size=args.batch_size, device=device,
-                              rerank=args.rerank, progress=not args.quiet)
+        queries = ReplayQueries(images, evalset, model.input_size, names=meta.get("names"))
     except ValueError as e:
         raise CLIError(f"--adversarial {args.adversarial}: {e}") from None
+    eval_model = DefendedModel(model, defense) if defense is not None else model
+    res = evaluate_attack(queries, evalset, eval_model, batch_size=args.batch_size, device=device,
+                          rerank=args.rerank, progress=not args.quiet)
+    if eps is not None:  # the budget, checked on the perturbation the evaluation measured
+        over = (res["linf"] > eps + tolerance).nonzero().flatten().tolist()
+        if over:
+            i = over[0]
+            raise CLIError(f"--adversarial {args.adversarial}: saved query {i} is {float(res['linf'][i]) * 255:.2f}/255 "
+                           f"(L-inf) from its clean image, over the claimed budget {eps * 255:.2f}/255 ({len(over)} "
+                           f"of {len(res['linf'])} queries are over)")
     made_with = meta.get("checkpoint_sha256")
     transfer = made_with is not None and made_with != card.get("sha256")
     header = (f"{args.adversarial} ({meta.get('attack', 'attack unknown')}) re-scored on {options.model_title(card)} "
