@@ -10,6 +10,7 @@ import pytest
 
 from reidbench.cli import build_parser
 from reidbench.docgen import registry_pages
+from reidbench.leaderboard import render
 from reidbench.registry import ATTACKS, DEFENSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +100,14 @@ def test_the_own_model_example_runs(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out_png.stat().st_size > 10_000 and out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_leaderboards_readme_table_is_the_one_its_records_make():
+    """leaderboards/README.md shows the committed board as a table: generated from the records
+    (scripts/regenerate-leaderboard.sh writes it between the markers), never typed."""
+    page = ROOT / "leaderboards" / "README.md"
+    m = re.search(r"<!-- generated: reidbench leaderboard --results synthreid --format compact -->\n(.*?)"
+                  r"<!-- end of the generated table -->", page.read_text(), re.S)
+    assert m, "leaderboards/README.md has lost the markers of its generated table"
+    assert m.group(1) == render(ROOT / "leaderboards" / "synthreid", "compact"), \
+        "leaderboards/README.md's table is stale: run scripts/regenerate-leaderboard.sh with SKIP_MATRIX=1"

@@ -12,8 +12,9 @@ def add_parser(sub) -> None:
     p.add_argument("--results", nargs="+", default=["results"], metavar="DIR",
                    help="results folder(s) of `reidbench matrix`; several merge into one board, the first being the "
                         "board and the others submissions (conflicting cells or another protocol are refused)")
-    p.add_argument("--format", default="md", choices=["md", "csv", "html", "site"],
-                   help="site: a self-contained folder (sortable board, rules, a page per row, board.json) in --out")
+    p.add_argument("--format", default="md", choices=["md", "csv", "html", "compact", "site"],
+                   help="compact: a narrow Markdown table for a README (adaptive twins on a second line); site: a self-contained "
+                        "folder (sortable board, rules, a page per row, board.json) in --out")
     p.add_argument("--rerank", action="store_true", help="the metrics after k-reciprocal re-ranking (tables)")
     p.add_argument("--title", default=None)
     p.add_argument("--out", default=None, help="write to FILE (atomically) instead of stdout; the folder for --format site")

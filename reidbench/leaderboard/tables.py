@@ -15,7 +15,7 @@ from ..registry import ATTACKS, DefenseSpec, UnknownNameError, format_eps, parse
 from .merge import load_board_records
 
 __all__ = ["load_records", "records_frame", "build_leaderboard", "worst_case", "render", "render_csv", "render_markdown",
-           "render_html", "attack_title", "FLAG_HELP"]
+           "render_html", "render_compact", "attack_title", "FLAG_HELP"]
 
 METRICS = METRIC_KEYS
 
@@ -331,6 +331,38 @@ def render_markdown(wide: pd.DataFrame, notes: dict[str, Any], title: str | None
     return "\n".join(parts) + "\n"
 
 
+def render_compact(wide: pd.DataFrame, notes: dict[str, Any]) -> str:
+    """The board as a narrow Markdown table for a README or a paper: one column per attack and budget
+    (no separate adaptive columns), a defended row split into its oblivious line (clean, the attacks
+    oblivious of the defense, transfer) and its adaptive line (the adaptive twins in the same columns,
+    the row's worst case and flags), then what each fired flag means. The same numbers as
+    :func:`render_markdown`, rows in its order; its footnotes (threats, seeds, code) are left to the page."""
+    cols = [c for c in notes["columns"] if c["kind"] != "worst" and c["threat"] != ADAPTIVE]
+    worst = [c["title"] for c in notes["columns"] if c["kind"] == "worst"]
+    twin = {_title(c["attack"], c["eps"], "main"): c["title"] for c in notes["columns"] if c["threat"] == ADAPTIVE}
+    multi_ds = wide["dataset"].nunique() > 1
+    lines = []
+    for _, row in wide.iterrows():
+        seeds = int(row["seeds"])
+        name = (f"{row['dataset']}: " if multi_ds else "") + row["model"]
+        if row["defense"] != NO_DEFENSE:
+            name += f" + {row['defense']}"
+        adaptive = {t: _cell_text(row, a, seeds) for t, a in twin.items()}
+        adaptive = {t: v for t, v in adaptive.items() if v != "-"}
+        cells = [_cell_text(row, c["title"], seeds) for c in cols]
+        tail = [_cell_text(row, w, seeds) for w in worst] + [(row["flags"] or "").replace(",", ", ")]
+        if adaptive:
+            lines.append([f"{name}, oblivious", *cells, *([""] * len(tail))])
+            lines.append([f"{name}, adaptive", "", *(adaptive.get(c["title"], "") for c in cols[1:]), *tail])
+        else:
+            lines.append([name, *cells, *tail])
+    head = ["model", *(c["title"] for c in cols), *worst, "flags"]
+    table = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
+    table += [f"| {' | '.join(cells)} |" for cells in lines]
+    table += ["", *(f"- flag {f}: {text}." for f, text in notes["flags"].items())] if notes["flags"] else []
+    return "\n".join(table) + "\n"
+
+
 def render_csv(wide: pd.DataFrame, notes: dict[str, Any]) -> str:
     cols = ["dataset", "model", "defense", "seeds"]
     for t in notes["titles"]:
@@ -351,7 +383,8 @@ def render_html(wide: pd.DataFrame, notes: dict[str, Any], title: str | None = N
 
 
 def render(results: str | os.PathLike, fmt: str = "md", rerank: bool = False, title: str | None = None) -> str:
-    """The leaderboard of the records under ``results`` as ``md``, ``csv`` or ``html`` text."""
+    """The leaderboard of the records under ``results`` as ``md``, ``csv``, ``html`` or ``compact``
+    (:func:`render_compact`) text."""
     df = load_records(results)
     if rerank and df["rr_mAP"].isna().all():
         raise ValueError("these records hold no re-ranked metrics (the matrix ran with --no-rerank)")
@@ -362,4 +395,6 @@ def render(results: str | os.PathLike, fmt: str = "md", rerank: bool = False, ti
         return render_csv(wide, notes)
     if fmt == "html":
         return render_html(wide, notes, title)
-    raise ValueError(f"unknown format {fmt!r}: choose md, csv or html")
+    if fmt == "compact":
+        return render_compact(wide, notes)
+    raise ValueError(f"unknown format {fmt!r}: choose md, csv, html or compact")

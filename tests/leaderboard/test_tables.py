@@ -14,11 +14,11 @@ from .fakes import ALL, AP_CLEAN, N, fixed_records, record
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("fmt", ["md", "csv"])
+@pytest.mark.parametrize("fmt", ["md", "csv", "compact"])
 def test_golden_tables(tmp_path, fmt):
     results = fixed_records(tmp_path)
     text = render(results, fmt, title="golden board" if fmt == "md" else None)
-    golden = GOLDEN / f"board.{fmt}"
+    golden = GOLDEN / ("board.compact.md" if fmt == "compact" else f"board.{fmt}")
     if os.environ.get("REIDBENCH_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
@@ -32,6 +32,23 @@ def test_html_and_rerank_tables(tmp_path):
     assert "re-ranking" in rr and rr != plain
     with pytest.raises(ValueError, match="unknown format"):
         render(results, "xlsx")
+
+
+def test_compact_table_puts_the_adaptive_twins_on_the_defended_rows_second_line(tmp_path):
+    results = fixed_records(tmp_path)
+    wide, _ = build_leaderboard(load_records(results))
+    lines = [ln.split(" | ") for ln in render(results, "compact").splitlines() if ln.startswith("| jad")]
+    assert [ln[0] for ln in lines] == ["| jad + cs, oblivious", "| jad + cs, adaptive"]
+    head = render(results, "compact").splitlines()[0].split(" | ")
+    assert "SMA 5/255 adapt." not in head and "SMA 5/255" in head
+    sma = head.index("SMA 5/255")
+    jad = wide[wide["model"] == "jad"].iloc[0]
+    assert lines[0][sma] == f"{jad['SMA 5/255 R1']:.1f} / {jad['SMA 5/255 mAP']:.1f}"
+    assert lines[1][sma] == f"{jad['SMA 5/255 adapt. R1']:.1f} / {jad['SMA 5/255 adapt. mAP']:.1f}"
+    # the worst case and the flags belong to the row: on its last line only; DMR has no adaptive twin
+    worst = head.index("worst <= 5/255")
+    assert lines[0][worst] == "" and lines[1][worst] == f"{jad['worst <= 5/255 R1']:.1f} / {jad['worst <= 5/255 mAP']:.1f}"
+    assert lines[1][head.index("DMR 16/255")] == "" and "adaptive-weaker" in lines[1][-1]
 
 
 def test_worst_case_is_per_query(tmp_path):
