@@ -13,13 +13,4 @@ reidbench leaderboard --results "$OUT" --format md --rerank --title "reidbench l
 # the static site: sortable board, rules and flags, a page per row (cards, per-attack numbers, figures)
 reidbench leaderboard --results "$OUT" --format site --title "reidbench leaderboard: synthreid" --out "$OUT/site"
 # the narrow table of leaderboards/README.md, between its markers (tests/test_docs.py checks it against the records)
-reidbench leaderboard --results "$OUT" --format compact | python3 -c '
-import re, sys
-page, table = "leaderboards/README.md", sys.stdin.read()
-start, end = "<!-- generated: reidbench leaderboard --results synthreid --format compact -->\n", "<!-- end of the generated table -->"
-text = open(page).read()
-if start not in text or end not in text:
-    sys.exit(f"{page} has lost the markers of its generated table: put them back around the table ({start.strip()} ... {end})")
-head, rest = text.split(start, 1)
-open(page, "w").write(head + start + table + rest[rest.index(end):])
-print(f"wrote the table of {page}")'
+reidbench leaderboard --results "$OUT" --format compact | python3 scripts/readme_table.py

@@ -347,8 +347,7 @@ def render_compact(wide: pd.DataFrame, notes: dict[str, Any]) -> str:
         name = (f"{row['dataset']}: " if multi_ds else "") + row["model"]
         if row["defense"] != NO_DEFENSE:
             name += f" + {row['defense']}"
-        adaptive = {t: _cell_text(row, a, seeds) for t, a in twin.items()}
-        adaptive = {t: v for t, v in adaptive.items() if v != "-"}
+        adaptive = {t: v for t, a in twin.items() if (v := _cell_text(row, a, seeds)) != "-"}
         cells = [_cell_text(row, c["title"], seeds) for c in cols]
         tail = [_cell_text(row, w, seeds) for w in worst] + [(row["flags"] or "").replace(",", ", ")]
         if adaptive:

@@ -37,9 +37,10 @@ def test_html_and_rerank_tables(tmp_path):
 def test_compact_table_puts_the_adaptive_twins_on_the_defended_rows_second_line(tmp_path):
     results = fixed_records(tmp_path)
     wide, _ = build_leaderboard(load_records(results))
-    lines = [ln.split(" | ") for ln in render(results, "compact").splitlines() if ln.startswith("| jad")]
+    text = render(results, "compact").splitlines()
+    lines = [ln.split(" | ") for ln in text if ln.startswith("| jad")]
     assert [ln[0] for ln in lines] == ["| jad + cs, oblivious", "| jad + cs, adaptive"]
-    head = render(results, "compact").splitlines()[0].split(" | ")
+    head = text[0].split(" | ")
     assert "SMA 5/255 adapt." not in head and "SMA 5/255" in head
     sma = head.index("SMA 5/255")
     jad = wide[wide["model"] == "jad"].iloc[0]
