@@ -4,7 +4,7 @@ name (training on another machine gives other weights, so the store must hold th
     python scripts/board_checkpoints.py STORE RESULTS          # per row: model, defense, path (tab-separated)
     python scripts/board_checkpoints.py STORE RESULTS MODEL    # the path of MODEL's checkpoint
 
-Used by scripts/board-figures.sh and scripts/board-in-progress.sh.
+Used by scripts/regenerate-leaderboard.sh (the model cards) and scripts/board-figures.sh.
 """
 
 import sys

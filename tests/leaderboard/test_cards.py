@@ -43,6 +43,18 @@ def test_card_from_a_checkpoint_names_the_row_as_the_records_do(checkpoint, tmp_
     assert card_from_checkpoint(checkpoint, model="mine", defense="cs+jpeg").row == ("mine", "cs+jpeg")
 
 
+def test_a_staged_checkpoint_card_says_how_many_epochs_it_trained(tmp_path):
+    # goat-ft and at-lta: the recipe's 8 normal epochs, then 20 adversarial ones in the same history
+    model = build_architecture("resnet-small", 5, widths=(8, 8, 8, 8))
+    staged, plain = tmp_path / "staged.pt", tmp_path / "plain.pt"
+    for path, epochs in ((staged, 5), (plain, 2)):
+        save_checkpoint(model, path, arch="resnet-small", arch_kwargs={"widths": [8, 8, 8, 8]}, num_classes=5,
+                        preset="goat-ft", seed=0, recipe={"name": "cpu", "epochs": 2},
+                        history=[{"epoch": i + 1} for i in range(epochs)])
+    assert card_from_checkpoint(staged).training_recipe["epochs_trained"] == 5
+    assert "epochs_trained" not in card_from_checkpoint(plain).training_recipe  # the recipe says it already
+
+
 def test_changed_weights_or_a_bad_card_are_refused(checkpoint, tmp_path):
     changed = tmp_path / "model.pt"
     changed.write_bytes(checkpoint.read_bytes() + b"\0")
