@@ -163,6 +163,35 @@ def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, 
     return extra
 
 
+def legacy_transfer_record(results: str | os.PathLike, cell: Cell, extra: dict[str, Any], *,
+                           checkpoint_sha256: str, dataset_fingerprint: str) -> Record | None:
+    """The record of transfer ``cell`` written before KEY_FORMAT 2, when it is this very cell: its key
+    hashed the generator's file path in the store it was computed in, so today's key cannot find it.
+    It is the cell when its generator is today's (the provenance-only parts aside) and its key,
+    recomputed from today's ``extra`` with its own generator information, is its file's key: any
+    other difference (checkpoint, data, options, numerics versions, reidbench's version) still makes
+    a new cell."""
+    surrogate = extra.get("surrogate")
+    if surrogate is None:
+        return None
+    folder = Path(results) / "records"
+    for p in sorted(folder.glob(f"{cell.slug()}__*.json")) if folder.is_dir() else ():
+        try:
+            rec = read_record(p)
+        except (OSError, ValueError):
+            continue  # a damaged record is not a match; iter_records names it where it matters
+        theirs = rec.config.get("surrogate")
+        if "key_format" in rec.config or not isinstance(theirs, dict):
+            continue
+        if {k: v for k, v in theirs.items() if k not in PROVENANCE_ONLY} != surrogate:
+            continue
+        key = cell_key(cell, checkpoint_sha256=checkpoint_sha256, dataset_fingerprint=dataset_fingerprint,
+                       extra={**extra, "surrogate": theirs})
+        if key == rec.key:
+            return rec
+    return None
+
+
 @dataclass
 class _Planned:
     """A cell with its key and record path, resolved before anything is computed."""
@@ -272,7 +301,13 @@ class _MatrixRunner:
                 generator = (atk.hyperparameters(), info)
             extra = cell_extra(cell, self.config, defense.describe() if defense is not None else None, generator)
             key = cell_key(cell, checkpoint_sha256=card["sha256"], dataset_fingerprint=self.fingerprint, extra=extra)
-            planned.append(_Planned(cell, key, record_path(self.results, cell.slug(), key), extra, info))
+            path = record_path(self.results, cell.slug(), key)
+            if generator is not None and not path.is_file() and not self.force:
+                legacy = legacy_transfer_record(self.results, cell, extra, checkpoint_sha256=card["sha256"],
+                                                dataset_fingerprint=self.fingerprint)
+                if legacy is not None:  # recorded under the key format of before: the same cell, found
+                    key, path = legacy.key, record_path(self.results, cell.slug(), legacy.key)
+            planned.append(_Planned(cell, key, path, extra, info))
         return planned
 
     def prepare_row(self, model_name: str, ckpt: Path, card: dict[str, Any], defense) -> _Row:
