@@ -6,9 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=leaderboards/synthreid
-STORE="${REIDBENCH_CHECKPOINTS:-${REIDBENCH_HOME:-$HOME/.cache/reidbench}/checkpoints}"
 ckpt() {  # the store's checkpoint of model $1 whose SHA-256 the board's records name
-  python3 "$(dirname "$0")/board_checkpoints.py" "$STORE" "$OUT" "$1"
+  python3 "$(dirname "$0")/board_checkpoints.py" "$OUT" "$1"
 }
 time reidbench viz heatmap --results "$OUT" --out "$OUT/heatmap.png" --title "synthreid: robust mAP, eps 5/255 (DMR 16/255)"
 base=$(ckpt baseline)

@@ -8,15 +8,14 @@ OUT=leaderboards/synthreid
 [ -n "${SKIP_MATRIX:-}" ] || reidbench matrix --models baseline,pd,jad,at-lta,goat,goat-ft --attacks all --results "$OUT" "$@"
 # a model card per row, from the store's checkpoint whose SHA-256 the row's records name (before the site,
 # which shows them); where the store does not hold the board's checkpoints, the committed cards stay
-STORE="${REIDBENCH_CHECKPOINTS:-${REIDBENCH_HOME:-$HOME/.cache/reidbench}/checkpoints}"
-if rows=$(python3 scripts/board_checkpoints.py "$STORE" "$OUT"); then
+if rows=$(python3 scripts/board_checkpoints.py "$OUT"); then
   rm -rf "$OUT/cards"
   while IFS=$'\t' read -r model defense ckpt; do
     reidbench card --checkpoint "$ckpt" --results "$OUT" --model "$model" --defense "$defense" \
       --by "${CARD_BY:-reidbench maintainers (scripts/regenerate-leaderboard.sh)}"
   done <<< "$rows"
 else
-  echo "the board's checkpoints are not all in $STORE: its model cards are left as they are" >&2
+  echo "the board's checkpoints are not all in the store: its model cards are left as they are" >&2
 fi
 for fmt in md csv html; do
   reidbench leaderboard --results "$OUT" --format "$fmt" --title "reidbench leaderboard: synthreid" --out "$OUT/board.$fmt"

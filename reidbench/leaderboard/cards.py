@@ -202,19 +202,17 @@ def card_from_checkpoint(checkpoint: str | os.PathLike, *, model: str | None = N
         initialisation=initialisation or _initialisation(meta),
         training_data=str(dataset.get("name", "")), training_fingerprint=str(dataset.get("fingerprint", "")),
         training_recipe={k: v for k, v in {"recipe": recipe.get("name"), "epochs": recipe.get("epochs"),
-                                           "epochs_trained": _epochs_trained(meta),
+                                           "epochs_trained": _epochs_trained(meta.get("history"), recipe),
                                            "train_defense": train_defense, "seed": meta.get("seed")}.items()
                          if v is not None},
         test_defense_paper=_defense_paper(defense), checkpoint_sha256=sha, submitted_by=submitted_by,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _epochs_trained(meta: dict[str, Any]) -> int | None:
+def _epochs_trained(history: Any, recipe: dict[str, Any]) -> int | None:
     """The epochs the sidecar's history holds, where it differs from the recipe's: a staged preset
     (at-lta, goat-ft: the baseline's normal epochs, then its adversarial ones) trains more epochs than
     its recipe names, and its card must not understate that."""
-    history = meta.get("history")
-    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
     if not isinstance(history, list) or not history or len(history) == recipe.get("epochs"):
         return None
     return len(history)

@@ -141,6 +141,12 @@ PROVENANCE_ONLY = ("generator",)
 KEY_FORMAT = 2
 
 
+def key_surrogate(info: dict[str, Any], key_format: int = KEY_FORMAT) -> dict[str, Any]:
+    """The part of a transfer cell's generator information that its key hashes: all of it before
+    KEY_FORMAT 2, the provenance-only parts left out since."""
+    return dict(info) if key_format < 2 else {k: v for k, v in info.items() if k not in PROVENANCE_ONLY}
+
+
 def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, Any] | None,
                generator: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """What determines a cell's result besides the cell itself (hashed into its key): the
@@ -155,8 +161,7 @@ def cell_extra(cell: Cell, config: MatrixConfig, defense_description: dict[str, 
             raise ValueError(f"{cell.label()}: a transfer cell's key needs its fitted generator")
         # the generator's weights and surrogate determine the cell; its file in the store is provenance
         # (the same generator in another store, or on another machine, is the same cell)
-        surrogate = {k: v for k, v in generator[1].items() if k not in PROVENANCE_ONLY}
-        extra.update(attack=generator[0], surrogate=surrogate, io=config.io)
+        extra.update(attack=generator[0], surrogate=key_surrogate(generator[1]), io=config.io)
     elif not cell.is_clean:
         extra.update(attack=attack_kwargs(cell.attack, cell.threat, cell.defense, seed=cell.seed, eps=cell.eps,
                                           steps=cell.steps, io=config.io, eot=config.eot), io=config.io)
@@ -183,10 +188,10 @@ def legacy_transfer_record(results: str | os.PathLike, cell: Cell, extra: dict[s
         theirs = rec.config.get("surrogate")
         if "key_format" in rec.config or not isinstance(theirs, dict):
             continue
-        if {k: v for k, v in theirs.items() if k not in PROVENANCE_ONLY} != surrogate:
+        if key_surrogate(theirs) != surrogate:
             continue
         key = cell_key(cell, checkpoint_sha256=checkpoint_sha256, dataset_fingerprint=dataset_fingerprint,
-                       extra={**extra, "surrogate": theirs})
+                       extra={**extra, "surrogate": key_surrogate(theirs, key_format=1)})
         if key == rec.key:
             return rec
     return None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reidbench.matrix import MatrixConfig, cell_key, iter_records, plan_cells
-from reidbench.matrix.runner import cell_extra
+from reidbench.matrix.runner import cell_extra, key_surrogate
 
 BOARD = Path(__file__).resolve().parents[2] / "leaderboards" / "synthreid"
 
@@ -34,8 +34,8 @@ def test_every_committed_record_key_is_recomputed_by_the_current_code():
         if rec["config"].get("surrogate"):
             generator = (rec["config"]["attack_hyperparameters"], rec["config"]["surrogate"])
         extra = cell_extra(cell, config, rec["config"]["defense"], generator)
-        if generator is not None and "key_format" not in rec["config"]:  # hashed the generator's path too
-            extra["surrogate"] = generator[1]
+        if generator is not None:  # before key_format 2 the generator's path was hashed too
+            extra["surrogate"] = key_surrogate(generator[1], key_format=rec["config"].get("key_format", 1))
         if "numerics" in rec["config"]:  # the numerics versions of the code that computed the record
             extra["numerics"] = rec["config"]["numerics"]
         else:  # recorded before numerics versions existed: their keys hashed none
